@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make demo`: runs every runbook against the sandbox (already up) and keeps
+# each run's output under reports/demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH ANSIBLE_NOCOLOR=1
+out=reports/demo
+mkdir -p "$out"
+summary=$out/summary.txt
+: > "$summary"
+
+# Order: preflight first, then read-only checks, then the runbooks that act.
+runbooks=(preflight)
+for p in playbooks/*.yml; do
+  name=$(basename "$p" .yml)
+  [ "$name" = preflight ] || runbooks+=("$name")
+done
+
+status=0
+for name in "${runbooks[@]}"; do
+  log=$out/$name.log
+  printf 'demo: %-20s ' "$name"
+  if ansible-playbook "playbooks/$name.yml" -i inventories/sandbox > "$log" 2>&1; then
+    result=ok
+  else
+    result="FAILED (see $log)"
+    status=1
+  fi
+  echo "$result"
+  printf '%-20s %s\n' "$name" "$result" >> "$summary"
+done
+echo "demo: report in $out/ (summary.txt and one log per runbook)"
+exit $status

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian/Ubuntu machine for runbook.ops: Debian packages the
+# sandbox and fleet need, a pinned Python venv in .venv, and the link that lets
+# Ansible resolve runbook.ops to this checkout. Safe to run again: each step is
+# skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: servers for the sandbox, podman and debootstrap for the
+# fleet. apt never starts services here (policy-rc.d), and we don't either.
+apt_packages=(postgresql postgresql-contrib redis-server redis-tools nginx openssl
+  openssh-client podman runc debootstrap uidmap iproute2 python3-venv curl ca-certificates)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python venv, reinstalled only when requirements.txt changes.
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python requirements into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# runbook.ops resolves to this checkout (see collections_path in ansible.cfg).
+mkdir -p .collections/ansible_collections/runbook
+ln -sfn "$root" .collections/ansible_collections/runbook/ops
+
+echo "setup: ready (.venv, .collections)"

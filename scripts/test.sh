@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole suite, in tiers: `fast` (lint, sanity, changelog, syntax, units) and
+# `all` (fast, then one pytest run over the sandbox, the fleet and packaging,
+# then molecule). Whatever this script brings up, it takes down again, unless
+# RUNBOOK_KEEP_TARGETS=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tier=${1:-all}
+bin=$PWD/.venv/bin
+export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$bin:$PATH
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "ansible-lint (production profile)"
+ansible-lint --profile production
+
+step "changelog fragments"
+antsibull-changelog lint
+
+step "syntax check of every playbook"
+for p in playbooks/*.yml; do
+  ansible-playbook --syntax-check -i inventories/example "$p" >/dev/null
+  echo "ok: $p"
+done
+
+step "ansible-test sanity"
+bash scripts/sanity.sh
+
+if [ "$tier" = fast ]; then
+  step "unit tests"
+  exec pytest -q tests/unit
+fi
+
+started=()
+cleanup() {
+  [ "${RUNBOOK_KEEP_TARGETS:-0}" = 1 ] && return
+  for t in "${started[@]}"; do python "sandbox/$t.py" down || true; done
+}
+trap cleanup EXIT
+
+step "sandbox up"
+python sandbox/sandbox.py up
+started+=(sandbox)
+markers="not fleet"
+if [ -f sandbox/fleet.py ]; then
+  step "fleet up"
+  python sandbox/fleet.py up
+  started+=(fleet)
+  markers=""
+fi
+
+step "pytest: units, sandbox, fleet, packaging"
+pytest -q ${markers:+-m "$markers"} tests/unit tests/integration
