@@ -35,6 +35,10 @@ def down(purge: bool) -> None:
     # reverse order: the app stops before the databases it uses
     for component in reversed(COMPONENTS.values()):
         component.down()
+    state = State.load()
+    still = sorted(f"{name} :{port}" for name, port in state.ports.items() if port_open(port))
+    if still:
+        raise SandboxError(f"still listening after down: {', '.join(still)}")
     if purge:
         postgres.purge()
         import shutil
