@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import psycopg
 import redis
+from psycopg.rows import TupleRow
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -17,7 +18,7 @@ from demo_app.config import Config
 CONNECT_TIMEOUT = 2  # seconds, for both PostgreSQL and Redis
 
 
-def pg_connect(cfg: Config, app_name: str) -> psycopg.Connection:
+def pg_connect(cfg: Config, app_name: str) -> psycopg.Connection[TupleRow]:
     # application_name lets runbooks spot our sessions in pg_stat_activity.
     return psycopg.connect(
         cfg.pg_dsn, connect_timeout=CONNECT_TIMEOUT, application_name=app_name

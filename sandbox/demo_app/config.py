@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from demo_app import __version__
+
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_QUEUE = "ingest"
 DEFAULT_STALE_HOURS = 6.0  # seed runbook: "Tenders ingested < 6 hours ago"
-DEFAULT_VERSION = "1.0.0"
+DEFAULT_VERSION = __version__
 
 # Queue names end up inside Redis keys; keep them free of ':' and spaces.
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -35,6 +37,10 @@ class QueueKeys:
     active: str
     failed: str
     processed: str
+    workers: str  # prefix of per-worker heartbeat keys
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.workers}{worker_id}"
 
 
 def queue_keys(queue: str) -> QueueKeys:
@@ -44,6 +50,7 @@ def queue_keys(queue: str) -> QueueKeys:
         active=f"{prefix}:active",
         failed=f"{prefix}:failed",
         processed=f"{prefix}:processed",
+        workers=f"{prefix}:workers:",
     )
 
 
@@ -114,12 +121,13 @@ def from_env(env: Mapping[str, str], *, need_redis: bool = True) -> Config:
 
     migrate passes need_redis=False: it only touches PostgreSQL.
     """
-    raw_redis = env.get("DEMO_REDIS_URL", "").strip()
-    if need_redis or raw_redis:
-        raw_redis = _redis_url(_required(env, "DEMO_REDIS_URL"))
+    pg_dsn = _required(env, "DEMO_PG_DSN")
+    redis_url = env.get("DEMO_REDIS_URL", "").strip()
+    if need_redis or redis_url:
+        redis_url = _redis_url(_required(env, "DEMO_REDIS_URL"))
     return Config(
-        pg_dsn=_required(env, "DEMO_PG_DSN"),
-        redis_url=raw_redis,
+        pg_dsn=pg_dsn,
+        redis_url=redis_url,
         admin_token=env.get("DEMO_ADMIN_TOKEN", "").strip(),
         http_host=env.get("DEMO_HTTP_HOST", "").strip() or DEFAULT_HTTP_HOST,
         http_port=_port(env.get("DEMO_HTTP_PORT", "").strip() or str(DEFAULT_HTTP_PORT)),

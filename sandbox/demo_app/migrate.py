@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import TupleRow
 
 from demo_app import clients, logs, schema, seed
 from demo_app.config import ConfigError, from_env
@@ -23,13 +24,13 @@ from demo_app.config import ConfigError, from_env
 _LOCK_ID = 0x64656D6F  # "demo"
 
 
-def _is_empty(conn: psycopg.Connection, table: str) -> bool:
+def _is_empty(conn: psycopg.Connection[TupleRow], table: str) -> bool:
     query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
     row = conn.execute(query).fetchone()
     return bool(row and row[0])
 
 
-def _seed(conn: psycopg.Connection, now: datetime) -> dict[str, int]:
+def _seed(conn: psycopg.Connection[TupleRow], now: datetime) -> dict[str, int]:
     seeded: dict[str, int] = {}
     with conn.cursor() as cur:
         if _is_empty(conn, "tenders"):
@@ -70,7 +71,7 @@ def _seed(conn: psycopg.Connection, now: datetime) -> dict[str, int]:
     return seeded
 
 
-def migrate(conn: psycopg.Connection, now: datetime) -> dict[str, int]:
+def migrate(conn: psycopg.Connection[TupleRow], now: datetime) -> dict[str, int]:
     """Apply DDL and seed; return how many rows were seeded per table."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))

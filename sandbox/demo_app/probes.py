@@ -66,7 +66,10 @@ def probe_redis(client: redis.Redis, cfg: Config) -> RedisProbe:
     try:
         # One round trip; MULTI/EXEC keeps the counts consistent with each other.
         pipe = client.pipeline(transaction=True)
-        pipe.llen(keys.waiting).llen(keys.active).llen(keys.failed).get(keys.processed)
+        pipe.llen(keys.waiting)
+        pipe.llen(keys.active)
+        pipe.llen(keys.failed)
+        pipe.get(keys.processed)
         waiting, active, failed, processed = pipe.execute()
     except (redis.RedisError, OSError) as exc:
         return RedisProbe(error=clients.short_error(exc))
