@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ansible_runner
 
@@ -99,3 +99,41 @@ def run_playbook(playbook: str, inventory: Path | str, *, extravars: dict[str, A
         events = list(r.events)
         stdout = r.stdout.read()
     return PlaybookResult(rc=r.rc, status=r.status, stats=_stats(events), events=events, stdout=stdout)
+
+
+@dataclass
+class FourRuns:
+    """The standard test of anything that changes state: check, real, check, real."""
+
+    before: Any
+    after: Any
+    check: PlaybookResult
+    real: PlaybookResult
+    check_again: PlaybookResult
+    real_again: PlaybookResult
+
+
+def run_four_times(playbook: str, inventory: Path | str, *, read_state: Callable[[], Any],
+                   **kwargs: Any) -> FourRuns:
+    """Run check, real, check, real, asserting what each must show.
+
+    read_state reads the real state the playbook changes (SQL, HTTP, a
+    file...): --check must report a change and leave it untouched, the real
+    run must change it, and both runs after that must report changed=0.
+    """
+    before = read_state()
+    check = run_playbook(playbook, inventory, check=True, **kwargs)
+    assert check.rc == 0, check.stdout[-3000:]
+    assert check.changed() > 0, "--check reported no change, but the state needs one"
+    assert read_state() == before, "--check changed the real state"
+    real = run_playbook(playbook, inventory, **kwargs)
+    assert real.rc == 0, real.stdout[-3000:]
+    assert real.changed() > 0, "the real run reported no change"
+    after = read_state()
+    assert after != before, "the real run reported a change but the state is the same"
+    check_again = run_playbook(playbook, inventory, check=True, **kwargs)
+    assert check_again.rc == 0 and check_again.changed() == 0, check_again.stdout[-3000:]
+    real_again = run_playbook(playbook, inventory, **kwargs)
+    assert real_again.rc == 0 and real_again.changed() == 0, real_again.stdout[-3000:]
+    assert read_state() == after
+    return FourRuns(before, after, check, real, check_again, real_again)
