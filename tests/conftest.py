@@ -3,6 +3,7 @@
 """Fixtures for the real test targets: the embedded sandbox and the podman fleet."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 sys.path.insert(0, str(ROOT))
+# ansible-runner looks ansible-playbook up on PATH
+os.environ["PATH"] = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
 
 
 @dataclass(frozen=True)
