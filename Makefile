@@ -64,6 +64,13 @@ integration: sandbox-up
 fleet-test: fleet-up
 	@$(BIN)/pytest -q -m fleet tests/integration
 
+# molecule looks for molecule/<scenario>/ under its working directory
+molecule: setup
+	@cd tests && for s in molecule/*/molecule.yml; do \
+	  s=$${s#molecule/}; s=$${s%/molecule.yml}; \
+	  NO_COLOR=1 ANSIBLE_NOCOLOR=1 $(ANSIBLE_ENV) $(CURDIR)/$(BIN)/molecule test -s $$s || exit 1; \
+	done
+
 # --- packaging --------------------------------------------------------------
 build: setup
 	@mkdir -p build && $(BIN)/ansible-galaxy collection build --force --output-path build .
