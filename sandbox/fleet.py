@@ -49,11 +49,13 @@ INVENTORY_DIR = ROOT / "inventories" / "fleet"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_REPO = "localhost/runbook-fleet"
-NETWORK = "runbook-fleet"
-CONTAINER_PREFIX = "runbook-fleet-"
 LABEL = "io.runbook.fleet"
-# Marks what this checkout created, so `down` never touches another checkout's fleet.
+# Marks what this checkout created, so `down` never touches another checkout's
+# fleet; in the names too, so that two checkouts (a fresh clone beside a work
+# tree, CI beside a stale fleet) never collide.
 PROJECT_ID = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+NETWORK = f"runbook-fleet-{PROJECT_ID[:6]}"
+CONTAINER_PREFIX = f"runbook-fleet-{PROJECT_ID[:6]}-"
 APP_PORT = 8080
 CA_ON_HOST = "/usr/local/share/ca-certificates/runbook-fleet-ca.crt"
 PROVISION_ON_HOST = "/usr/local/lib/runbook-fleet/provision.sh"

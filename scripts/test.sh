@@ -51,3 +51,8 @@ fi
 
 step "pytest: units, sandbox, fleet, packaging"
 pytest -q ${markers:+-m "$markers"} tests/unit tests/integration
+
+if [ -f sandbox/fleet.py ]; then
+  step "molecule: every scenario on the fleet"
+  make --no-print-directory molecule
+fi

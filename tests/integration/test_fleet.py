@@ -41,12 +41,12 @@ def _state() -> dict:
     return json.loads((STATE / "state.json").read_text())
 
 
-def _ssh(host: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _ssh(host: str, *command: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     port = _state()["hosts"][host]["ssh_port"]
     argv = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-i", str(STATE / "ssh" / "id_ed25519"), "-p", str(port), "root@127.0.0.1",
             " ".join(shlex.quote(arg) for arg in command)]  # ssh hands the remote shell one string
-    return subprocess.run(argv, text=True, capture_output=True, check=check, timeout=60)
+    return subprocess.run(argv, text=True, capture_output=True, check=check, timeout=60, input=stdin)
 
 
 def _fleet(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,9 +91,10 @@ def test_logins_need_passwords(fleet):
     # Over TCP the database wants a password (scram), with it the admin login works.
     no_pw = _ssh("db1", "psql", "-h", "127.0.0.1", "-U", "app", "-w", "-d", "app", "-c", "select 1", check=False)
     assert no_pw.returncode != 0 and "password" in no_pw.stderr
-    admin = _ssh("db1", "env", f"PGPASSWORD={fleet.env['RUNBOOK_PG_ADMIN_PASSWORD']}", "psql", "-h", "127.0.0.1",
-                 "-U", "runbook_admin", "-d", "app", "-Atc",
-                 "select rolsuper from pg_roles where rolname = current_user")
+    # the password goes over stdin, never into an argv
+    admin = _ssh("db1", "sh", "-c", "read -r PGPASSWORD; export PGPASSWORD; exec psql -h 127.0.0.1 -U runbook_admin"
+                 " -d app -Atc 'select rolsuper from pg_roles where rolname = current_user'",
+                 stdin=fleet.env["RUNBOOK_PG_ADMIN_PASSWORD"] + "\n")
     assert admin.stdout.strip() == "t"
     owner = _ssh("db1", "runuser", "-u", "postgres", "--", "psql", "-Atc",
                  "select pg_get_userbyid(datdba) from pg_database where datname = 'app'")

@@ -190,7 +190,7 @@ def _podman(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _container(host: str) -> str:
     state = json.loads((ROOT / ".fleet" / "state.json").read_text())
-    return state["hosts"][host].get("container", f"runbook-fleet-{host}")
+    return state["hosts"][host]["container"]
 
 
 @pytest.mark.fleet
