@@ -50,9 +50,25 @@ if [ -f sandbox/fleet.py ]; then
 fi
 
 step "pytest: units, sandbox, fleet, packaging"
-pytest -q ${markers:+-m "$markers"} tests/unit tests/integration
+mkdir -p build
+pytest -q ${markers:+-m "$markers"} --junitxml=build/pytest.xml tests/unit tests/integration
 
+scenarios=0
 if [ -f sandbox/fleet.py ]; then
   step "molecule: every scenario on the fleet"
   make --no-print-directory molecule
+  scenarios=$(ls tests/molecule/*/molecule.yml | wc -l)
 fi
+
+# One closing line for the whole suite (pytest's own line scrolled away
+# above molecule's output); set -e got us here only if everything passed.
+python - "$scenarios" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+
+suite = ET.parse("build/pytest.xml").getroot().find("testsuite")
+tests, bad = int(suite.get("tests")), int(suite.get("failures")) + int(suite.get("errors"))
+skipped = int(suite.get("skipped"))
+passed = tests - bad - skipped + int(sys.argv[1])
+print(f"\nsuite: {passed} passed, {bad} failed, {skipped} skipped")
+PY
