@@ -36,7 +36,9 @@ def run(argv: list[str], *, user: str | None = None, env: dict[str, str] | None 
     """Run argv (never a shell string); as another OS user through runuser."""
     if user:
         argv = ["runuser", "-u", user, "--", *argv]
-    proc = subprocess.run(argv, env=env, text=True, capture_output=capture, input=input_text, check=False)
+    # from /, so that another user never starts in a directory it cannot enter
+    proc = subprocess.run(argv, env=env, text=True, capture_output=capture, input=input_text, check=False,
+                          cwd="/" if user else None)
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
         raise SandboxError(f"{' '.join(argv[:4])} failed (exit {proc.returncode}): {' | '.join(detail)}")

@@ -40,8 +40,13 @@ def pg(tool: str) -> str:
     return str(path)
 
 
+def _base() -> Path:
+    """The cluster's real path: the postgres user may not traverse a symlink under /root."""
+    return (STATE_DIR / "pg").resolve()
+
+
 def running() -> bool:
-    base = STATE_DIR / "pg"
+    base = _base()
     return base.exists() and pid_alive(base / "data" / "postmaster.pid") is not None
 
 
@@ -108,7 +113,7 @@ SELECT 'CREATE DATABASE {APP_DB} OWNER {APP_USER}'
 
 
 def down() -> None:
-    base = STATE_DIR / "pg"
+    base = _base()
     if running():
         log("postgres: stopping")
         run([pg("pg_ctl"), "-D", str(base / "data"), "-m", "fast", "-w", "stop"], user="postgres")
