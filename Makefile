@@ -6,7 +6,7 @@ PY := $(BIN)/python
 ANSIBLE_ENV := ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg PATH=$(CURDIR)/$(BIN):$$PATH
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
-.PHONY: help setup demo test test-fast lint sanity units syntax integration fleet-test molecule \
+.PHONY: help setup demo test test-fast lint sanity units syntax integration fleet-test molecule bench \
         sandbox-up sandbox-down sandbox-status fleet-up fleet-down build install-check changelog clean
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make test-fast       lint, sanity, units and syntax checks only"
 	@echo "make sandbox-up|sandbox-down|sandbox-status   the embedded sandbox on 127.0.0.1"
 	@echo "make fleet-up|fleet-down                      podman hosts running systemd"
+	@echo "make bench           benchmarks: each runbook against the raw tool, medians and ratios"
 
 setup:
 	@bash scripts/setup.sh
@@ -70,6 +71,10 @@ molecule: setup
 	  s=$${s#molecule/}; s=$${s%/molecule.yml}; \
 	  NO_COLOR=1 ANSIBLE_NOCOLOR=1 $(ANSIBLE_ENV) $(CURDIR)/$(BIN)/molecule test -s $$s || exit 1; \
 	done
+
+# --- benchmarks: our playbook against the raw tool, side by side, medians and ratios
+bench: sandbox-up
+	@for b in tests/bench/bench_*.py; do PATH=$(CURDIR)/$(BIN):$$PATH $(PY) $$b || exit 1; done
 
 # --- packaging --------------------------------------------------------------
 build: setup

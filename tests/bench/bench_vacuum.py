@@ -1,0 +1,138 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Benchmark: playbooks/vacuum.yml (vacuum_jobs=2) against `vacuumdb --analyze -j2` on the same dirty data.
+
+Not a pytest test (performance is never asserted). Run from the repository root with the sandbox up:
+
+    .venv/bin/python tests/bench/bench_vacuum.py [--tables 10] [--rows 200000] [--rounds 5]
+
+It creates the scratch database vacuum_bench (dropped at the end), with --tables tables of --rows rows
+and autovacuum off, and for each round re-dirties every table (an UPDATE of every row: --rows dead
+tuples each) before timing each contender. It prints the medians, the plain ratio and the ratio after
+subtracting the fixed cost of an empty ansible-playbook run (goal: at most 1.05x plus at most 2 s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+DB = "vacuum_bench"
+
+
+def sandbox_env() -> dict[str, str]:
+    env = {}
+    for line in (ROOT / ".sandbox" / "env").read_text().splitlines():
+        if line.startswith("export "):
+            key, _sep, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+def connect(env: dict[str, str], dbname: str) -> psycopg.Connection:
+    return psycopg.connect(host=env["PGHOST"], port=int(env["PGPORT"]), user=env["RUNBOOK_PG_ADMIN_USER"],
+                           password=env["RUNBOOK_PG_ADMIN_PASSWORD"], dbname=dbname, autocommit=True,
+                           application_name="runbook.ops-bench")
+
+
+def create(env: dict[str, str], tables: int, rows: int) -> None:
+    with connect(env, "postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
+    with connect(env, DB) as conn:
+        for i in range(tables):
+            t = sql.Identifier(f"bench_{i:02d}")
+            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, v text, n int) "
+                                 "WITH (autovacuum_enabled = false)").format(t))
+            conn.execute(sql.SQL("INSERT INTO {} SELECT g, md5(g::text), 0 FROM generate_series(1, %s) g").format(t),
+                         (rows,))
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t))
+
+
+def dirty(env: dict[str, str], tables: int, rows: int) -> None:
+    """Every row updated once: rows dead tuples per table, then wait until the statistics show them."""
+    with connect(env, DB) as conn:
+        for i in range(tables):
+            conn.execute(sql.SQL("UPDATE {} SET n = n + 1").format(sql.Identifier(f"bench_{i:02d}")))
+        conn.execute("CHECKPOINT")  # each contender starts with no dirty buffers of the update to write
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with connect(env, DB) as conn:
+            low = conn.execute("SELECT count(*) FROM pg_stat_user_tables WHERE n_dead_tup < %s", (rows,)).fetchone()[0]
+        if low == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit("the statistics never showed the dead tuples")
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.monotonic()
+    proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=200000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    env = sandbox_env()
+    bindir = "/usr/lib/postgresql/15/bin"
+    ansible_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    pg_env = {**os.environ, "PGHOST": env["PGHOST"], "PGPORT": env["PGPORT"], "PGUSER": env["RUNBOOK_PG_ADMIN_USER"],
+              "PGPASSWORD": env["RUNBOOK_PG_ADMIN_PASSWORD"]}
+    playbook = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(ROOT / "inventories/sandbox"),
+                str(ROOT / "playbooks/vacuum.yml"), "-e", json.dumps({"vacuum_databases": [DB], "vacuum_jobs": 2})]
+    vacuumdb = [f"{bindir}/vacuumdb", "--analyze", "-j2", "-d", DB]
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as empty:
+        empty.write("- name: Empty\n  hosts: postgres\n  gather_facts: false\n  tasks: []\n")
+    empty_play = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(ROOT / "inventories/sandbox"), empty.name]
+
+    print(f"bench_vacuum: {args.tables} tables x {args.rows} rows, {args.rows} dead tuples each per round, "
+          f"{args.rounds} rounds", flush=True)
+    create(env, args.tables, args.rows)
+    times: dict[str, list[float]] = {"playbook": [], "vacuumdb": [], "empty": []}
+    try:
+        for n in range(args.rounds):
+            dirty(env, args.tables, args.rows)
+            times["playbook"].append(timed(playbook, ansible_env))
+            dirty(env, args.tables, args.rows)
+            times["vacuumdb"].append(timed(vacuumdb, pg_env))
+            times["empty"].append(timed(empty_play, ansible_env))
+            print(f"round {n + 1}: playbook {times['playbook'][-1]:.2f} s, vacuumdb {times['vacuumdb'][-1]:.2f} s, "
+                  f"empty ansible-playbook {times['empty'][-1]:.2f} s", flush=True)
+    finally:
+        os.unlink(empty.name)
+        with connect(env, "postgres") as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    fixed = med["empty"]
+    print(f"median: playbook {med['playbook']:.2f} s, vacuumdb --analyze -j2 {med['vacuumdb']:.2f} s, "
+          f"empty ansible-playbook {fixed:.2f} s")
+    print(f"ratio playbook / vacuumdb: {med['playbook'] / med['vacuumdb']:.2f}x")
+    print(f"ratio after subtracting the empty run: {(med['playbook'] - fixed) / med['vacuumdb']:.2f}x")
+    print(f"playbook overhead over vacuumdb: {med['playbook'] - med['vacuumdb']:.2f} s "
+          f"(goal: at most 1.05x plus at most 2 s, i.e. <= {1.05 * med['vacuumdb'] + 2:.2f} s: "
+          f"{'met' if med['playbook'] <= 1.05 * med['vacuumdb'] + 2 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
