@@ -13,7 +13,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # Debian packages: servers for the sandbox, podman and debootstrap for the
 # fleet. apt never starts services here (policy-rc.d), and we don't either.
 apt_packages=(postgresql postgresql-contrib redis-server redis-tools nginx openssl
-  openssh-client podman runc debootstrap uidmap iproute2 python3-venv curl ca-certificates)
+  openssh-client podman runc netavark aardvark-dns debootstrap uidmap iproute2 python3-venv curl
+  ca-certificates)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
