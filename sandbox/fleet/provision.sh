@@ -27,9 +27,11 @@ provision_postgres() {
   # listen_addresses and ssl need a restart, not a reload.
   systemctl restart postgresql@15-main.service
   wait_until 60 runuser -u postgres -- pg_isready -q
-  # Passwords travel as psql variables on stdin, so they never show in ps.
-  runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 \
-    -v admin_pw="$FLEET_PG_ADMIN_PASSWORD" -v app_pw="$FLEET_PG_APP_PASSWORD" <<'SQL'
+  # psql reads the passwords from its environment (\getenv), so they never
+  # show in ps as arguments.
+  runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+\getenv admin_pw FLEET_PG_ADMIN_PASSWORD
+\getenv app_pw FLEET_PG_APP_PASSWORD
 SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'runbook_admin') AS need_admin \gset
 \if :need_admin
 CREATE ROLE runbook_admin LOGIN SUPERUSER;
