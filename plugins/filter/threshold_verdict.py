@@ -72,7 +72,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-VERDICTS: tuple[str, ...] = ("ok", "warning", "critical")
+from ansible_collections.runbook.ops.plugins.module_utils.verdicts import level
 
 
 def _number(value: Any, what: str) -> float:
@@ -89,23 +89,13 @@ def threshold_verdict(value: Any, warning: Any, critical: Any, higher_is_worse: 
     measured = _number(value, "the input")
     warn = _number(warning, "warning")
     crit = _number(critical, "critical")
-    if higher_is_worse:
-        if warn > crit:
-            raise AnsibleFilterError(
-                f"threshold_verdict: warning ({warn:g}) must not be above critical ({crit:g}) when higher is worse")
-        if measured >= crit:
-            return "critical"
-        if measured >= warn:
-            return "warning"
-        return "ok"
-    if warn < crit:
+    if higher_is_worse and warn > crit:
+        raise AnsibleFilterError(
+            f"threshold_verdict: warning ({warn:g}) must not be above critical ({crit:g}) when higher is worse")
+    if not higher_is_worse and warn < crit:
         raise AnsibleFilterError(
             f"threshold_verdict: warning ({warn:g}) must not be below critical ({crit:g}) when lower is worse")
-    if measured <= crit:
-        return "critical"
-    if measured <= warn:
-        return "warning"
-    return "ok"
+    return level(measured, warn, crit, higher_is_worse)
 
 
 class FilterModule:

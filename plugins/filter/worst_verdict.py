@@ -53,21 +53,18 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-SEVERITY: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
+from ansible_collections.runbook.ops.plugins.module_utils.verdicts import VERDICTS, worst
 
 
 def worst_verdict(items: Any, key: str = "verdict") -> str:
     """Return the most severe verdict found in items."""
     if isinstance(items, (str, bytes, Mapping)) or not hasattr(items, "__iter__"):
         raise AnsibleFilterError(f"worst_verdict: expected a list, got {type(items).__name__}")
-    worst = "ok"
-    for item in items:
-        verdict = item.get(key) if isinstance(item, Mapping) else item
-        if verdict not in SEVERITY:
+    verdicts = [item.get(key) if isinstance(item, Mapping) else item for item in items]
+    for verdict in verdicts:
+        if verdict not in VERDICTS:
             raise AnsibleFilterError(f"worst_verdict: unknown verdict {verdict!r} (expected ok, warning or critical)")
-        if SEVERITY[verdict] > SEVERITY[worst]:
-            worst = verdict
-    return worst
+    return worst(verdicts)
 
 
 class FilterModule:

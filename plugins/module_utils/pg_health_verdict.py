@@ -8,9 +8,10 @@ unit-tested without a server (tests/unit/plugins/module_utils/test_pg_health_ver
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
-VERDICTS: tuple[str, ...] = ("ok", "warning", "critical")
+from ansible_collections.runbook.ops.plugins.module_utils.verdicts import level, worst
+
 # age(datfrozenxid) is measured against 2^31: at that age PostgreSQL stops
 # accepting writes to protect itself from transaction-ID wraparound.
 XID_WRAP_LIMIT = 2 ** 31
@@ -27,29 +28,6 @@ THRESHOLD_PAIRS: dict[str, tuple[str, str, bool]] = {
     "replication_lag": ("replication_lag_warning", "replication_lag_critical", True),
     "wraparound": ("wraparound_warning_pct", "wraparound_critical_pct", True),
 }
-
-
-def worst(verdicts: Iterable[str]) -> str:
-    """The worst of the verdicts; ok for none."""
-    rank = max((VERDICTS.index(v) for v in verdicts), default=0)
-    return VERDICTS[rank]
-
-
-def level(value: Optional[float], warning: float, critical: float, higher_is_worse: bool = True) -> str:
-    """ok, warning or critical: a value at or beyond a threshold reaches it. None is ok (nothing measured)."""
-    if value is None:
-        return "ok"
-    if higher_is_worse:
-        if value >= critical:
-            return "critical"
-        if value >= warning:
-            return "warning"
-        return "ok"
-    if value <= critical:
-        return "critical"
-    if value <= warning:
-        return "warning"
-    return "ok"
 
 
 def check_thresholds(thresholds: dict[str, float]) -> list[str]:
