@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Pure decision logic of runbook.ops.pg_maintenance: which tables need which operation.
 
-No database access here: the module reads pg_stat_user_tables and hands the figures
-(one dict per table) to these functions, so that every threshold rule is unit tested.
+No database access here: the module reads pg_stat_user_tables and the bloat estimates (pg_bloat)
+and hands the figures (one dict per table, its indexes under "indexes") to these functions, so that
+every threshold rule is unit tested.
 """
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 OPERATIONS = ("vacuum", "vacuum_analyze", "analyze", "reindex")
-# Operations whose need is decided by thresholds; reindex runs on the listed tables only.
 VACUUMS = ("vacuum", "vacuum_analyze")
 ANALYZES = ("analyze", "vacuum_analyze")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """A table crosses when (dead ratio AND dead count) or (modified ratio AND modified count) or an age."""
+    """A table crosses when (dead ratio AND dead count) or (modified ratio AND modified count) or an age.
+
+    Estimated bloat (ratio AND bytes) decides only what rewrites a relation: VACUUM FULL for a table,
+    REINDEX for an index. A plain VACUUM does not shrink a table, so bloat as its reason would keep a
+    table crossing run after run.
+    """
 
     dead_ratio: float = 0.1
     min_dead_tuples: int = 1000
@@ -26,6 +31,8 @@ class Thresholds:
     min_mod_tuples: int = 1000
     vacuum_max_age_s: float | None = None
     analyze_max_age_s: float | None = None
+    bloat_ratio: float = 0.5
+    min_bloat_bytes: int = 10 * 1024 * 1024
 
 
 def dead_ratio(live: int | None, dead: int | None) -> float:
@@ -104,10 +111,46 @@ def display_name(schema: str, table: str) -> str:
     return f"{part(schema)}.{part(table)}"
 
 
-def crossings(figures: Mapping[str, Any], operation: str, thresholds: Thresholds) -> list[str]:
-    """Why the table needs the operation: one reason per crossed threshold; empty when it does not."""
+def bloat_crosses(estimate: Mapping[str, Any] | None, thresholds: Thresholds) -> bool:
+    """Whether a table's or an index's estimate reaches both bloat thresholds; never without an estimate."""
+    if not estimate or estimate.get("bloat_ratio") is None or estimate.get("bloat_bytes") is None:
+        return False
+    return (int(estimate["bloat_bytes"]) >= thresholds.min_bloat_bytes
+            and float(estimate["bloat_ratio"]) >= thresholds.bloat_ratio)
+
+
+def bloat_reason(estimate: Mapping[str, Any], thresholds: Thresholds, what: str = "") -> str:
+    """One line that names the estimate and the thresholds it crosses."""
+    return (f"{what}estimated bloat {float(estimate['bloat_ratio']):.1%} ({human_bytes(estimate['bloat_bytes'])} of "
+            f"{human_bytes(estimate.get('size_bytes'))}; thresholds {thresholds.bloat_ratio:.1%} and "
+            f"{human_bytes(thresholds.min_bloat_bytes)})")
+
+
+def index_crossings(figures: Mapping[str, Any], thresholds: Thresholds) -> list[tuple[Mapping[str, Any], str]]:
+    """(index, reason) for each index of the table whose estimated bloat crosses.
+
+    Indexes of exclusion constraints are left out: REINDEX CONCURRENTLY refuses them, and a plain
+    REINDEX blocks the table's writes for the whole rebuild.
+    """
+    found = []
+    for index in figures.get("indexes") or []:
+        if not index.get("exclusion") and bloat_crosses(index, thresholds):
+            what = f"index {display_name(figures['schema'], index['name'])}: "
+            found.append((index, bloat_reason(index, thresholds, what)))
+    return found
+
+
+def crossings(figures: Mapping[str, Any], operation: str, thresholds: Thresholds, *, full: bool = False) -> list[str]:
+    """Why the table needs the operation: one reason per crossed threshold; empty when it does not.
+
+    For reindex, one reason per index of the table that crosses; with full, the table's own bloat counts.
+    """
+    if operation == "reindex":
+        return [reason for _index, reason in index_crossings(figures, thresholds)]
     reasons: list[str] = []
     live, dead = figures.get("n_live_tup"), figures.get("n_dead_tup")
+    if operation in VACUUMS and full and bloat_crosses(figures, thresholds):
+        reasons.append(bloat_reason(figures, thresholds, "table "))
     if operation in VACUUMS:
         ratio = dead_ratio(live, dead)
         if int(dead or 0) >= thresholds.min_dead_tuples and ratio >= thresholds.dead_ratio:
@@ -134,32 +177,88 @@ def crossings(figures: Mapping[str, Any], operation: str, thresholds: Thresholds
     return reasons
 
 
+def candidates(all_figures: list[Mapping[str, Any]], listed: list[tuple[str, str]] | None) -> list[Mapping[str, Any]]:
+    """The listed tables in the order given (once each), or every table by name."""
+    if listed:
+        by_name = {(f["schema"], f["table"]): f for f in all_figures}
+        return [by_name[key] for key in dict.fromkeys(listed)]
+    return sorted(all_figures, key=lambda f: (f["schema"], f["table"]))
+
+
 def plan(all_figures: list[Mapping[str, Any]], operation: str, thresholds: Thresholds, *,
-         listed: list[tuple[str, str]] | None = None, force: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(todo, skipped): tables that need the operation, with their reasons, and the listed tables that do not.
+         listed: list[tuple[str, str]] | None = None, force: bool = False,
+         full: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(todo, skipped): what needs the operation, with the reasons, and the listed tables that do not.
 
     Without listed tables every table is a candidate and only the ones crossing a threshold are kept.
-    With listed tables only those are candidates; force (and reindex, which has no threshold) keeps them all.
+    With listed tables only those are candidates; force keeps them all. A reindex decided by the
+    thresholds gives one entry per bloated index (key "index"), so that an index that is not bloated
+    is never rebuilt; a forced one gives one entry per table (REINDEX TABLE).
     """
-    by_name = {(f["schema"], f["table"]): f for f in all_figures}
-    if listed:
-        candidates = [by_name[key] for key in dict.fromkeys(listed)]
-    else:
-        candidates = sorted(all_figures, key=lambda f: (f["schema"], f["table"]))
     todo: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for fig in candidates:
-        if operation == "reindex" or (force and listed):
-            reasons = ["listed" + (" (force)" if operation != "reindex" else "")]
+    for fig in candidates(all_figures, listed):
+        entry = {"schema": fig["schema"], "table": fig["table"], "name": display_name(fig["schema"], fig["table"])}
+        if force and listed:
+            todo.append({**entry, "reasons": ["listed (force)"]})
+        elif operation == "reindex":
+            found = index_crossings(fig, thresholds)
+            todo.extend({**entry, "index": index["name"], "reasons": [reason]} for index, reason in found)
+            if not found and listed:
+                skipped.append({**entry, "reasons": []})
         else:
-            reasons = crossings(fig, operation, thresholds)
-        entry = {"schema": fig["schema"], "table": fig["table"], "name": display_name(fig["schema"], fig["table"]),
-                 "reasons": reasons}
-        if reasons:
-            todo.append(entry)
-        elif listed:
-            skipped.append(entry)
+            reasons = crossings(fig, operation, thresholds, full=full)
+            if reasons:
+                todo.append({**entry, "reasons": reasons})
+            elif listed:
+                skipped.append({**entry, "reasons": reasons})
     return todo, skipped
+
+
+def find_index(figures: Mapping[str, Any] | None, name: str) -> Mapping[str, Any] | None:
+    """The index of that name among the table's figures (REINDEX CONCURRENTLY keeps the name, not the oid)."""
+    for index in (figures or {}).get("indexes") or []:
+        if index.get("name") == name:
+            return index
+    return None
+
+
+def target_estimate(entry: Mapping[str, Any], figures: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The estimate of what the entry's statement rewrites: its index, else the table."""
+    source = find_index(figures, entry["index"]) if "index" in entry else figures
+    if source is None:
+        return None
+    return {key: source.get(key) for key in ("size_bytes", "bloat_ratio", "bloat_bytes", "bloat_note")}
+
+
+def still_crosses(entry: Mapping[str, Any], after: Mapping[str, Any] | None, operation: str, thresholds: Thresholds,
+                  *, full: bool = False) -> list[str]:
+    """The thresholds the entry's table (or, for an index entry, its index) still crosses after the statement."""
+    if after is None:
+        return []
+    if "index" in entry:
+        index = find_index(after, entry["index"])
+        if index is None or not bloat_crosses(index, thresholds):
+            return []
+        return [bloat_reason(index, thresholds, f"index {display_name(after['schema'], index['name'])}: ")]
+    return crossings(after, operation, thresholds, full=full)
+
+
+def bloated(figures: list[Mapping[str, Any]], thresholds: Thresholds) -> list[dict[str, Any]]:
+    """Every table and index among figures whose estimated bloat crosses, whatever the operation.
+
+    Only REINDEX (indexes) and VACUUM FULL (tables) give the space back; this is what the other
+    operations report instead of acting on it.
+    """
+    found: list[dict[str, Any]] = []
+    for fig in figures:
+        base = {"schema": fig["schema"], "table": fig["table"], "name": display_name(fig["schema"], fig["table"])}
+        relations = [(None, fig)] + [(index["name"], index) for index in fig.get("indexes") or []]
+        for index_name, estimate in relations:
+            if bloat_crosses(estimate, thresholds):
+                found.append({**base, "index": index_name, "size_bytes": estimate.get("size_bytes"),
+                              "bloat_bytes": estimate["bloat_bytes"], "bloat_ratio": estimate["bloat_ratio"]})
+    return found
 
 
 def missing_tables(listed: list[tuple[str, str]], existing: list[tuple[str, str]]) -> list[str]:
@@ -179,7 +278,19 @@ def vacuum_options(operation: str, full: bool) -> list[str]:
     return opts
 
 
-def check_options(operation: str, tables: list[str] | None, full: bool, allow_full: bool) -> str | None:
+def check_thresholds(thresholds: Thresholds) -> str | None:
+    """The first threshold out of range, or None."""
+    for name in ("dead_ratio", "mod_ratio"):
+        if getattr(thresholds, name) < 0:
+            return f"{name} cannot be negative"
+    if not 0 <= thresholds.bloat_ratio <= 1:
+        return f"bloat_ratio is the wasted share of a relation, from 0 to 1, not {thresholds.bloat_ratio}"
+    if thresholds.min_bloat_bytes < 0:
+        return "min_bloat_bytes cannot be negative"
+    return None
+
+
+def check_options(operation: str, full: bool, allow_full: bool) -> str | None:
     """The first reason the options cannot run together, or None."""
     if operation not in OPERATIONS:
         return f"operation must be one of {', '.join(OPERATIONS)}, not {operation!r}"
@@ -188,9 +299,17 @@ def check_options(operation: str, tables: list[str] | None, full: bool, allow_fu
                 "writes) while it rewrites it; set allow_full=true as well to confirm")
     if full and operation not in VACUUMS:
         return f"full=true applies to the vacuum and vacuum_analyze operations, not {operation}"
-    if operation == "reindex" and not tables:
-        return "operation reindex has no threshold: list the tables to reindex in tables"
     return None
+
+
+def human_bytes(size: int | float | None) -> str:
+    """Bytes as a reader wants them: 512 B, 10.0 MiB, 1.5 GiB."""
+    value = float(size or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 def _human(seconds: float) -> str:

@@ -6,27 +6,43 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: pg_maintenance
-short_description: VACUUM, ANALYZE or REINDEX the PostgreSQL tables that cross thresholds
+short_description: VACUUM, ANALYZE or REINDEX the PostgreSQL tables and indexes that cross thresholds
 version_added: 0.1.0
 author:
   - runbook.ops maintainers (@runbook-ops)
 description:
-  - Reads C(pg_stat_user_tables) of one database (O(login_db)), decides which tables need the operation and runs
-    it on them, one statement per table, each in its own session-level autocommit transaction (VACUUM cannot run
-    inside a transaction block).
+  - Reads C(pg_stat_user_tables) and the catalog statistics of one database (O(login_db)), decides which tables
+    (or, for a REINDEX, which indexes) need the operation and runs it on them, one statement each, each in its own
+    session-level autocommit transaction (VACUUM and REINDEX CONCURRENTLY cannot run inside a transaction block).
   - "A table needs a VACUUM when it has at least O(min_dead_tuples) dead tuples B(and) its dead-tuple ratio
     C(n_dead_tup / (n_live_tup + n_dead_tup)) is at least O(dead_ratio), or when its last (auto)vacuum is older
     than O(vacuum_max_age)."
   - "A table needs an ANALYZE when at least O(min_mod_tuples) rows changed since its last analyze B(and) they
     are at least O(mod_ratio) of its live rows, or when its last (auto)analyze is older than O(analyze_max_age).
     O(operation=vacuum_analyze) runs C(VACUUM (ANALYZE)) on the tables that need either."
-  - With O(tables), only the listed tables are candidates and the thresholds still decide, unless O(force=true).
-    A listed table that does not exist is one error and nothing runs.
-  - O(operation=reindex) has no threshold. It runs C(REINDEX TABLE CONCURRENTLY) (C(REINDEX TABLE) before
-    PostgreSQL 12) on every table of O(tables), which is then required, and reports a change every time.
-  - Idempotent for the threshold operations. VACUUM resets C(n_dead_tup) and ANALYZE resets C(n_mod_since_analyze),
-    so a table just done no longer crosses and a second run changes nothing. The module re-reads the figures
-    after acting (polling briefly until the statistics show the new run) and returns them.
+  - "Estimated bloat comes from the catalog statistics alone, without any extension. For a table: the pages that
+    C(pg_class.reltuples) rows would take, each the average row width (C(avg_width) and C(null_frac) of its columns
+    in C(pg_stats)) plus the tuple header and line pointer, packed to the table's fillfactor under the page header,
+    against its C(pg_class.relpages). For a btree index: likewise from the widths of the columns it stores (keys,
+    expressions, C(INCLUDE)), its own C(reltuples), the btree page overhead, a metapage and fillfactor 90 unless set.
+    Bloat is the real size minus that, in bytes and as a share of the real size. Without statistics (no ANALYZE
+    yet) there is no estimate, and nothing crosses."
+  - "An index needs a REINDEX when its estimated bloat is at least O(bloat_ratio) of its size B(and) at least
+    O(min_bloat_bytes). O(operation=reindex) rebuilds each such index with C(REINDEX INDEX CONCURRENTLY) (plain
+    C(REINDEX INDEX) before PostgreSQL 12), so that the other indexes of the same table are left alone. Only btree
+    indexes have an estimate; indexes of exclusion constraints are reported in RV(bloated) but never chosen, since
+    REINDEX CONCURRENTLY refuses them; invalid indexes (left by a failed CONCURRENTLY build) are never chosen."
+  - "With O(full=true), a table also needs its VACUUM FULL when its own estimated bloat crosses the
+    same two thresholds. A plain VACUUM does not shrink a table (it makes the space reusable, the table keeps its
+    size), so bloat is never a reason for it: the table would still cross after it and every run would change it
+    again. Bloat is reported for every operation instead, in RV(bloated) and in each table's figures."
+  - With O(tables), only the listed tables are candidates and the thresholds still decide, unless O(force=true),
+    which runs the operation on every listed table; for O(operation=reindex) that is C(REINDEX TABLE CONCURRENTLY)
+    (every index of the table). A listed table that does not exist is one error and nothing runs.
+  - Idempotent. VACUUM resets C(n_dead_tup), ANALYZE resets C(n_mod_since_analyze), and a REINDEX or VACUUM FULL
+    writes the relation packed, so its estimated bloat falls to a few percent; a table or index just done no
+    longer crosses and a second run changes nothing (a forced run changes every time). The module re-reads the
+    figures after acting (polling briefly until the statistics show the new run) and returns them.
   - Identifiers are quoted by C(psycopg.sql.Identifier); values are passed as parameters. A table named
     C(x"; DROP TABLE y; --) is vacuumed as that table.
   - Schemas C(pg_catalog), C(information_schema), C(pg_toast) and the temporary schemas are never touched.
@@ -34,14 +50,17 @@ options:
   operation:
     description:
       - What to run on the tables that need it. V(vacuum) runs C(VACUUM), V(vacuum_analyze) C(VACUUM (ANALYZE)),
-        V(analyze) C(ANALYZE), V(reindex) C(REINDEX TABLE [CONCURRENTLY]) on the listed O(tables).
+        V(analyze) C(ANALYZE), V(reindex) C(REINDEX INDEX [CONCURRENTLY]) on the indexes whose estimated bloat
+        crosses O(bloat_ratio) and O(min_bloat_bytes) (C(REINDEX TABLE [CONCURRENTLY]) on the listed O(tables)
+        with O(force=true)).
       - V(vacuum_analyze) is the seed runbooks' C(VACUUM ANALYZE).
     type: str
     choices: [vacuum, vacuum_analyze, analyze, reindex]
     default: vacuum_analyze
   tables:
     description:
-      - Restrict the work to these tables, as C(schema.table) (a bare name is in schema C(public)).
+      - Restrict the work to these tables, as C(schema.table) (a bare name is in schema C(public)). For
+        O(operation=reindex), to the indexes of these tables.
       - Names are matched as stored, without case folding. A part that starts with a double quote is a quoted
         identifier (C("my.schema"."Orders"), with C("") for a quote); otherwise the schema is everything before the
         first dot and the table everything after it.
@@ -50,7 +69,10 @@ options:
     elements: str
     default: []
   force:
-    description: Run the operation on every listed O(tables) even when it crosses no threshold.
+    description:
+      - Run the operation on every listed O(tables) even when it crosses no threshold. With O(operation=reindex)
+        this is C(REINDEX TABLE [CONCURRENTLY]), which rebuilds every index of each listed table.
+      - Without O(tables) it has no effect.
     type: bool
     default: false
   full:
@@ -58,6 +80,7 @@ options:
       - Run C(VACUUM FULL) instead of C(VACUUM). It rewrites each table and takes an B(ACCESS EXCLUSIVE) lock on it
         for the whole rewrite (no reads, no writes), and needs free disk space for a full copy of the table and its
         indexes. Requires O(allow_full=true) as well.
+      - A table then also needs it when its estimated bloat crosses O(bloat_ratio) and O(min_bloat_bytes).
       - VACUUM FULL leaves C(n_dead_tup) and C(last_vacuum) as they were, so the module always runs it as
         C(VACUUM (FULL, ANALYZE)), whose ANALYZE refreshes the figures.
     type: bool
@@ -89,6 +112,25 @@ options:
     description: Rows changed since the last analyze at or above which a table needs an ANALYZE, together with O(mod_ratio).
     type: int
     default: 1000
+  bloat_ratio:
+    description:
+      - Estimated bloat as a share of the relation's size (0 to 1) at or above which an index needs a REINDEX
+        (O(operation=reindex)) and, with O(full=true), a table needs a VACUUM FULL; together with O(min_bloat_bytes).
+      - "The default 0.5 (the relation is twice the size a packed copy would take) is not from the seed runbooks.
+        The estimate is rough (alignment padding between columns can make a packed table read tens of percent
+        bloated) and a rebuild is heavy (I/O, disk for a copy, for VACUUM FULL an exclusive lock), so only clear
+        cases qualify; a relation just rebuilt reads a few percent, far below, so the second run changes nothing."
+    type: float
+    default: 0.5
+  min_bloat_bytes:
+    description:
+      - Estimated bloat in bytes at or above which an index needs a REINDEX and, with O(full=true), a table a VACUUM
+        FULL; together with O(bloat_ratio).
+      - "The default 10485760 (10 MiB) is not from the seed runbooks. It keeps small relations out: on a few pages
+        the estimate's rounding alone (the metapage, a partly filled last page) is a large share, and rebuilding them
+        gives back nothing worth the rebuild."
+    type: int
+    default: 10485760
   vacuum_max_age:
     description:
       - A table whose last VACUUM or autovacuum is older than this (or that was never vacuumed) needs a VACUUM,
@@ -113,7 +155,8 @@ options:
     default: '0'
   jobs:
     description:
-      - Sessions that run the statements in parallel, each taking the largest table left (like C(vacuumdb -j)).
+      - Sessions that run the statements in parallel, each taking the largest table (or index) left (like
+        C(vacuumdb -j)).
       - More sessions finish sooner and load the server more (I/O, and C(maintenance_work_mem) each).
     type: int
     default: 1
@@ -122,19 +165,30 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reads the figures for real, runs nothing, and returns the tables and the exact statements it would run.
+    description: >-
+      Reads the figures and estimates for real, runs nothing, and returns the tables (and indexes) and the exact
+      statements it would run.
   diff_mode:
     support: none
     description: The module returns the statements and the figures before and after instead of a diff.
 notes:
   - The login needs to own the tables or be a superuser (PostgreSQL 15), or have C(pg_maintain) (PostgreSQL 17+).
-    VACUUM and ANALYZE skip, with a warning in the server log, tables the login may not process.
+    VACUUM and ANALYZE skip, with a warning in the server log, tables the login may not process. The bloat
+    estimate needs to read C(pg_stats), which shows only the columns the login may read.
   - One database per call; loop over databases in the playbook.
-  - Estimated bloat is not a threshold yet; the dead-tuple ratio stands in for it.
+  - "The bloat estimate does not see alignment padding between columns (a packed table with mixed 4- and 8-byte
+    columns reads somewhat bloated), btree deduplication (PostgreSQL 13+: an index with many duplicates reads less
+    bloated than it is), internal btree pages, nor TOAST (a table's estimate covers its main heap only). The
+    extension pgstattuple measures exactly, at the cost of reading every page."
+  - REINDEX CONCURRENTLY blocks neither reads nor writes, but needs disk for a second copy of the index while it
+    runs; one that fails leaves an invalid index named C(*_ccnew), which this module never chooses (drop it).
 seealso:
   - name: PostgreSQL VACUUM
     description: What VACUUM, VACUUM FULL and ANALYZE do and the locks they take.
     link: https://www.postgresql.org/docs/current/sql-vacuum.html
+  - name: PostgreSQL REINDEX
+    description: REINDEX INDEX and TABLE, CONCURRENTLY and its limits.
+    link: https://www.postgresql.org/docs/current/sql-reindex.html
   - name: Routine vacuuming
     description: Why dead tuples need vacuuming and how autovacuum decides.
     link: https://www.postgresql.org/docs/current/routine-vacuuming.html
@@ -149,7 +203,7 @@ EXAMPLES = r"""
     login_db: app
   register: maintenance
 
-- name: Plan only (check mode) - which tables, which statements
+- name: Plan only (check mode) - which tables, which statements, and what is bloated
   runbook.ops.pg_maintenance:
     login_db: app
     operation: vacuum
@@ -157,6 +211,11 @@ EXAMPLES = r"""
     min_dead_tuples: 10000
   check_mode: true
   register: plan
+
+- name: Show the relations whose estimated bloat a plain VACUUM would not give back
+  ansible.builtin.debug:
+    msg: "{{ item.name }} {{ item.index or '(table)' }}: {{ (item.bloat_ratio * 100) | round(1) }}%"
+  loop: "{{ plan.bloated }}"
 
 - name: ANALYZE tables not analyzed for a week
   runbook.ops.pg_maintenance:
@@ -170,19 +229,27 @@ EXAMPLES = r"""
     tables: [public.documents]
     force: true
 
-- name: VACUUM FULL a bloated table (ACCESS EXCLUSIVE lock while it rewrites)
+- name: Rebuild, without blocking writes, every index estimated at least 30% and 100 MiB bloated
+  runbook.ops.pg_maintenance:
+    login_db: app
+    operation: reindex
+    bloat_ratio: 0.3
+    min_bloat_bytes: 104857600
+
+- name: Rebuild every index of one table whatever its bloat (REINDEX TABLE CONCURRENTLY)
+  runbook.ops.pg_maintenance:
+    login_db: app
+    operation: reindex
+    tables: [public.orders]
+    force: true
+
+- name: VACUUM FULL a table with many dead tuples or at least half of it bloated (ACCESS EXCLUSIVE lock)
   runbook.ops.pg_maintenance:
     login_db: app
     tables: [public.events]
     full: true
     allow_full: true
     lock_timeout: 5s
-
-- name: Rebuild the indexes of a table without blocking writes
-  runbook.ops.pg_maintenance:
-    login_db: app
-    operation: reindex
-    tables: [public.orders]
 """
 
 RETURN = r"""
@@ -206,9 +273,11 @@ statements:
   returned: success
   type: list
   elements: str
-  sample: ['VACUUM (ANALYZE) "public"."orders"']
+  sample: ['VACUUM (ANALYZE) "public"."orders"', 'REINDEX INDEX CONCURRENTLY "public"."orders_pkey"']
 tables:
-  description: One entry per table the operation ran on (or would run on, in check mode).
+  description:
+    - One entry per statement run (or that would run, in check mode). That is one per table, except for an
+      O(operation=reindex) decided by the thresholds, which has one per bloated index (key RV(tables[].index)).
   returned: success
   type: list
   elements: dict
@@ -223,27 +292,48 @@ tables:
     table:
       description: The table name, as stored.
       type: str
+    index:
+      description: The index rebuilt, as stored (in the table's schema). Only in an entry of a REINDEX INDEX.
+      type: str
+      returned: for O(operation=reindex) without O(force)
+      sample: orders_pkey
     reasons:
-      description: The thresholds it crosses (C(listed) for a forced or reindexed table).
+      description: The thresholds it crosses (C(listed (force)) for a forced table).
       type: list
       elements: str
-      sample: ["25000 dead tuples (50.0%; thresholds 1000 and 10.0%)"]
+      sample:
+        - "25000 dead tuples (50.0%; thresholds 1000 and 10.0%)"
+        - "index public.orders_pkey: estimated bloat 90.0% (19.3 MiB of 21.4 MiB; thresholds 50.0% and 10.0 MiB)"
     statement:
       description: The statement.
       type: str
       sample: VACUUM (ANALYZE) "public"."orders"
     before:
       description:
-        - The figures before, from C(pg_stat_user_tables) (C(n_live_tup), C(n_dead_tup), C(dead_ratio),
+        - The table's figures before, from C(pg_stat_user_tables) (C(n_live_tup), C(n_dead_tup), C(dead_ratio),
           C(n_mod_since_analyze), C(last_vacuum), C(last_autovacuum), C(last_analyze), C(last_autoanalyze),
-          C(vacuum_age_s), C(analyze_age_s)), and C(size_bytes) estimated from C(pg_class.relpages).
+          C(vacuum_age_s), C(analyze_age_s)), C(size_bytes) from C(pg_class.relpages), and its estimated bloat
+          C(expected_bytes), C(bloat_bytes), C(bloat_ratio) (C(null) without an estimate, then C(bloat_note) says why).
+        - C(indexes), one dict per index of the table with C(name), C(method), C(valid), C(exclusion), C(size_bytes)
+          and the same estimate keys (btree indexes only).
       type: dict
     after:
       description: The same figures after the statement. Not in check mode.
       type: dict
       returned: when the statement ran
+    bloat_before:
+      description:
+        - The estimate of what the statement rewrites (the index of a REINDEX INDEX, else the table) before it,
+          with C(size_bytes), C(bloat_bytes), C(bloat_ratio) and C(bloat_note).
+      type: dict
+      sample: {"size_bytes": 22487040, "bloat_bytes": 20234240, "bloat_ratio": 0.8998, "bloat_note": null}
+    bloat_after:
+      description: The same estimate after the statement. Not in check mode.
+      type: dict
+      returned: when the statement ran
+      sample: {"size_bytes": 2260992, "bloat_bytes": 8192, "bloat_ratio": 0.0036, "bloat_note": null}
     still_crosses:
-      description: The thresholds the table still crosses after the statement (empty when it is done).
+      description: The thresholds the table (or the index) still crosses after the statement (empty when it is done).
       type: list
       elements: str
       returned: when the statement ran
@@ -256,11 +346,45 @@ tables:
       type: str
       returned: when the statement failed
 left_alone:
-  description: Listed tables that cross no threshold and were left alone.
+  description: >-
+    Listed tables that cross no threshold (for a reindex, that have no index that crosses) and were left alone.
   returned: success
   type: list
   elements: dict
   sample: [{"name": "public.users", "schema": "public", "table": "users", "reasons": []}]
+bloated:
+  description:
+    - Every candidate table and index whose estimated bloat crosses O(bloat_ratio) and O(min_bloat_bytes), before
+      the run and whatever the operation. Only O(operation=reindex) (indexes) and O(full=true) (tables) act on it;
+      for the other operations this is the report.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The table as C(schema.table), quoted where needed.
+      type: str
+    schema:
+      description: The schema.
+      type: str
+    table:
+      description: The table name, as stored.
+      type: str
+    index:
+      description: The index name as stored, or C(null) for the table itself.
+      type: str
+    size_bytes:
+      description: The relation's size.
+      type: int
+    bloat_bytes:
+      description: The estimated bloat in bytes.
+      type: int
+    bloat_ratio:
+      description: The estimated bloat as a share of the size (0 to 1).
+      type: float
+  sample:
+    - {"name": "public.events", "schema": "public", "table": "events", "index": null, "size_bytes": 36249600,
+       "bloat_bytes": 32620544, "bloat_ratio": 0.8999}
 failed_tables:
   description: The tables whose statement failed (the module then fails, after trying every table).
   returned: success, and when a statement failed
@@ -277,21 +401,26 @@ examined:
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils.durations import to_seconds
 from ansible_collections.runbook.ops.plugins.module_utils.pg import connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg_bloat import Estimate, btree_bloat, table_bloat
 from ansible_collections.runbook.ops.plugins.module_utils.pg_maintenance_plan import (
     OPERATIONS,
     Thresholds,
+    bloated,
+    candidates,
     check_options,
-    crossings,
+    check_thresholds,
     dead_ratio,
     missing_tables,
     parse_table_name,
     plan,
+    still_crosses,
+    target_estimate,
     vacuum_options,
 )
 
@@ -314,33 +443,122 @@ SELECT s.schemaname AS schema, s.relname AS table,
  WHERE c.relkind IN ('r', 'm', 'p')
    AND s.schemaname !~ '^pg_temp_' AND s.schemaname !~ '^pg_toast'
 """
+# The constants the estimates need. MAXALIGN is not exposed to SQL to every login (pg_control_init()
+# is for superusers and pg_monitor); 64-bit builds, which version() names, align on 8.
+SERVER_SQL = """
+SELECT current_setting('block_size')::int AS block_size,
+       CASE WHEN version() ~ '64-bit|x86_64|amd64|aarch64|ppc64|ia64|mingw32' THEN 8 ELSE 4 END AS maxalign
+"""
+# What pg_bloat.table_bloat needs per table: the heap's pages and rows, its fillfactor, and its live
+# columns' null fraction and average width from pg_stats (count(s.attname) < columns: not analyzed).
+TABLE_BLOAT_SQL = """
+SELECT n.nspname AS schema, c.relname AS table,
+       c.relpages::bigint AS relpages, c.reltuples::float8 AS reltuples,
+       (SELECT o.option_value::int FROM pg_options_to_table(c.reloptions) o
+         WHERE o.option_name = 'fillfactor') AS fillfactor,
+       count(a.attnum) AS columns, count(s.attname) AS columns_with_stats,
+       coalesce(max(s.null_frac), 0)::float8 AS max_null_frac,
+       coalesce(sum((1 - s.null_frac) * s.avg_width), 0)::float8 AS data_width
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
+                      AND NOT s.inherited
+ WHERE c.relkind IN ('r', 'm', 'p')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
+ GROUP BY n.nspname, c.relname, c.oid, c.relpages, c.reltuples
+"""
+# The same per index, over every column it stores: a column's statistics are the table's, an
+# expression's are filed in pg_stats under the index's own name.
+INDEX_BLOAT_SQL = """
+SELECT n.nspname AS schema, t.relname AS table, c.relname AS index, am.amname AS method,
+       i.indisvalid AS valid, i.indisexclusion AS exclusion,
+       c.relpages::bigint AS relpages, c.reltuples::float8 AS reltuples,
+       (SELECT o.option_value::int FROM pg_options_to_table(c.reloptions) o
+         WHERE o.option_name = 'fillfactor') AS fillfactor,
+       k.columns, k.columns_with_stats, k.max_null_frac, k.data_width
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  JOIN pg_am am ON am.oid = c.relam
+  CROSS JOIN LATERAL (
+        SELECT count(*) AS columns, count(s.attname) AS columns_with_stats,
+               coalesce(max(s.null_frac), 0)::float8 AS max_null_frac,
+               coalesce(sum((1 - s.null_frac) * s.avg_width), 0)::float8 AS data_width
+          FROM generate_series(0, i.indnatts - 1) AS k(pos)
+          LEFT JOIN pg_attribute ta ON i.indkey[k.pos] <> 0
+                                   AND ta.attrelid = i.indrelid AND ta.attnum = i.indkey[k.pos]
+          LEFT JOIN pg_attribute ia ON i.indkey[k.pos] = 0
+                                   AND ia.attrelid = i.indexrelid AND ia.attnum = k.pos + 1
+          LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND NOT s.inherited
+                              AND s.tablename = CASE WHEN ta.attname IS NULL THEN c.relname ELSE t.relname END
+                              AND s.attname = coalesce(ta.attname, ia.attname)
+       ) k
+ WHERE c.relkind = 'i' AND t.relkind IN ('r', 'm')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
+"""
 TIMESTAMPS = ("last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze")
+ESTIMATE_INPUTS = ("relpages", "reltuples", "columns", "columns_with_stats", "data_width", "max_null_frac",
+                   "fillfactor")
 # Seconds to wait for the statistics to show a run (immediate from PostgreSQL 15, ~0.5 s before).
 STATS_WAIT_S = 3.0
 
 
-def read_figures(conn: Any) -> list[dict[str, Any]]:
-    """Every user table's figures; a fresh statistics snapshot each time."""
+def _inputs(row: Mapping[str, Any], server: Mapping[str, Any]) -> dict[str, Any]:
+    return {**{key: row[key] for key in ESTIMATE_INPUTS}, "block_size": server["block_size"],
+            "maxalign": server["maxalign"]}
+
+
+def read_estimates(conn: Any, server: Mapping[str, Any]) -> tuple[dict[tuple[str, str], dict[str, Any]],
+                                                                  dict[tuple[str, str], list[dict[str, Any]]]]:
+    """Per (schema, table): the table's estimate, and its indexes' (by name) with theirs."""
+    tables = {(r["schema"], r["table"]): table_bloat(**_inputs(r, server)).figures()
+              for r in conn.execute(TABLE_BLOAT_SQL).fetchall()}
+    indexes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in conn.execute(INDEX_BLOAT_SQL).fetchall():
+        estimate = btree_bloat(**_inputs(r, server), method=r["method"], valid=r["valid"])
+        indexes.setdefault((r["schema"], r["table"]), []).append(
+            {"name": r["index"], "method": r["method"], "valid": r["valid"], "exclusion": r["exclusion"],
+             **estimate.figures()})
+    for found in indexes.values():
+        found.sort(key=lambda index: index["name"])
+    return tables, indexes
+
+
+def read_figures(conn: Any, server: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every user table's figures and estimated bloat, its indexes' under "indexes"; a fresh snapshot each time."""
     conn.execute("SELECT pg_stat_clear_snapshot()")
     rows = conn.execute(FIGURES_SQL).fetchall()
+    tables, indexes = read_estimates(conn, server)
     figures = []
     for row in rows:
         fig = dict(row)
         for key in TIMESTAMPS:
             fig[key] = fig[key].isoformat() if fig[key] is not None else None
         fig["dead_ratio"] = round(dead_ratio(fig["n_live_tup"], fig["n_dead_tup"]), 4)
+        key = (fig["schema"], fig["table"])
+        # a table created between the two reads has no estimate yet
+        fig.update(tables.get(key) or Estimate(size_bytes=fig["size_bytes"] or 0, note="created while read").figures())
+        fig["indexes"] = indexes.get(key, [])
         figures.append(fig)
     return figures
 
 
-def build_statement(operation: str, schema: str, table: str, full: bool, server_version: int) -> Any:
+def build_statement(operation: str, schema: str, table: str, full: bool, server_version: int,
+                    index: str | None = None) -> Any:
     target = sql.Identifier(schema, table)
     if operation == "analyze":
         return sql.SQL("ANALYZE {}").format(target)
     if operation == "reindex":
+        # keywords from a fixed list, never from input; an index lives in its table's schema
+        kind = sql.SQL("INDEX" if index else "TABLE")
+        target = sql.Identifier(schema, index) if index else target
         if server_version >= 120000:
-            return sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(target)
-        return sql.SQL("REINDEX TABLE {}").format(target)
+            return sql.SQL("REINDEX {} CONCURRENTLY {}").format(kind, target)
+        return sql.SQL("REINDEX {} {}").format(kind, target)
     opts = vacuum_options(operation, full)
     if opts:
         # keywords from a fixed list, never from input
@@ -391,6 +609,8 @@ def main() -> None:
         min_dead_tuples={"type": "int", "default": 1000},
         mod_ratio={"type": "float", "default": 0.1},
         min_mod_tuples={"type": "int", "default": 1000},
+        bloat_ratio={"type": "float", "default": 0.5},
+        min_bloat_bytes={"type": "int", "default": 10485760},
         vacuum_max_age={"type": "str", "default": ""},
         analyze_max_age={"type": "str", "default": ""},
         lock_timeout={"type": "str", "default": "10s"},
@@ -403,21 +623,22 @@ def main() -> None:
     database: str = p["login_db"]
     result: dict[str, Any] = {"changed": False, "database": database, "operation": operation}
 
-    problem = check_options(operation, p["tables"], p["full"], p["allow_full"])
+    problem = check_options(operation, p["full"], p["allow_full"])
     if problem:
         module.fail_json(msg=problem, **result)
     if p["jobs"] < 1:
         module.fail_json(msg="jobs must be 1 or more", **result)
-    for name in ("dead_ratio", "mod_ratio"):
-        if p[name] < 0:
-            module.fail_json(msg=f"{name} cannot be negative", **result)
     try:
         listed = [parse_table_name(t) for t in p["tables"]]
     except ValueError as err:
         module.fail_json(msg=f"tables: {err}", **result)
     thresholds = Thresholds(dead_ratio=p["dead_ratio"], min_dead_tuples=p["min_dead_tuples"], mod_ratio=p["mod_ratio"],
                             min_mod_tuples=p["min_mod_tuples"], vacuum_max_age_s=_max_age(module, "vacuum_max_age"),
-                            analyze_max_age_s=_max_age(module, "analyze_max_age"))
+                            analyze_max_age_s=_max_age(module, "analyze_max_age"), bloat_ratio=p["bloat_ratio"],
+                            min_bloat_bytes=p["min_bloat_bytes"])
+    problem = check_thresholds(thresholds)
+    if problem:
+        module.fail_json(msg=problem, **result)
     lock_ms = _duration_ms(module, "lock_timeout")
     statement_ms = _duration_ms(module, "statement_timeout")
 
@@ -442,15 +663,20 @@ def _error_text(exc: BaseException, params: dict[str, Any]) -> str:
     return redact(text.splitlines()[0] if text else type(exc).__name__, params)
 
 
+def _work_size(entry: dict[str, Any]) -> int:
+    """The size of what the statement rewrites: the index of a REINDEX INDEX, else the table."""
+    return int((entry.get("bloat_before") or {}).get("size_bytes") or entry["before"].get("size_bytes") or 0)
+
+
 def execute_all(module: AnsibleModule, conn: Any, todo: list[dict[str, Any]], operation: str, full: bool,
                 server_version: int, lock_ms: str, statement_ms: str) -> None:
     """Run each entry's statement, recording duration_s and error in the entry.
 
     With jobs > 1, that many sessions work in parallel (the first is conn, the others are opened here),
-    each taking the largest table left, as vacuumdb -j does.
+    each taking the largest table (or index) left, as vacuumdb -j does.
     """
     work: queue.Queue[dict[str, Any]] = queue.Queue()
-    for entry in sorted(todo, key=lambda e: -(e["before"].get("size_bytes") or 0)):
+    for entry in sorted(todo, key=lambda e: -_work_size(e)):
         work.put(entry)
 
     def worker(session: Any) -> None:
@@ -459,7 +685,7 @@ def execute_all(module: AnsibleModule, conn: Any, todo: list[dict[str, Any]], op
                 entry = work.get_nowait()
             except queue.Empty:
                 return
-            stmt = build_statement(operation, entry["schema"], entry["table"], full, server_version)
+            stmt = build_statement(operation, entry["schema"], entry["table"], full, server_version, entry.get("index"))
             start = time.monotonic()
             try:
                 session.execute(stmt)
@@ -495,19 +721,23 @@ def run(module: AnsibleModule, conn: Any, result: dict[str, Any], operation: str
     set_timeouts(conn, lock_ms, statement_ms)
     server_version = conn.info.server_version
     result["server_version"] = server_version
+    server = conn.execute(SERVER_SQL).fetchone()
 
-    figures = read_figures(conn)
+    figures = read_figures(conn, server)
     by_name = {(f["schema"], f["table"]): f for f in figures}
     missing = missing_tables(listed, list(by_name))
     if missing:
         module.fail_json(msg=f"no such table in database {result['database']}: {', '.join(missing)}; nothing was run",
                          missing=missing, **result)
-    todo, skipped = plan(figures, operation, thresholds, listed=listed, force=p["force"])
+    todo, skipped = plan(figures, operation, thresholds, listed=listed, force=p["force"], full=full)
     for entry in todo:
         entry["before"] = by_name[(entry["schema"], entry["table"])]
-        entry["statement"] = build_statement(operation, entry["schema"], entry["table"], full, server_version).as_string(conn)
+        entry["bloat_before"] = target_estimate(entry, entry["before"])
+        entry["statement"] = build_statement(operation, entry["schema"], entry["table"], full, server_version,
+                                             entry.get("index")).as_string(conn)
     result.update(tables=todo, left_alone=skipped, examined=len(listed) or len(figures),
-                  statements=[e["statement"] for e in todo], failed_tables=[])
+                  statements=[e["statement"] for e in todo], failed_tables=[],
+                  bloated=bloated(candidates(figures, listed), thresholds))
     if module.check_mode or not todo:
         result["changed"] = bool(todo)
         module.exit_json(**result)
@@ -520,17 +750,18 @@ def run(module: AnsibleModule, conn: Any, result: dict[str, Any], operation: str
 
     # The figures after: PostgreSQL 15 shows a VACUUM or ANALYZE at once, older servers after the stats
     # collector's next message (about 0.5 s), so poll briefly until every table done shows its run.
+    # A REINDEX shows at once: its estimate is read from pg_class, not from the statistics.
     deadline = time.monotonic() + STATS_WAIT_S
     while True:
-        after = {(f["schema"], f["table"]): f for f in read_figures(conn)}
+        after = {(f["schema"], f["table"]): f for f in read_figures(conn, server)}
         if time.monotonic() >= deadline or all(
                 _ran(e["before"], after.get((e["schema"], e["table"])), operation, full) for e in done):
             break
         time.sleep(0.1)
     for entry in todo:
         entry["after"] = after.get((entry["schema"], entry["table"]))
-        entry["still_crosses"] = (crossings(entry["after"], operation, thresholds)
-                                  if entry["after"] and operation != "reindex" else [])
+        entry["bloat_after"] = target_estimate(entry, entry["after"])
+        entry["still_crosses"] = still_crosses(entry, entry["after"], operation, thresholds, full=full)
     if failed:
         module.fail_json(msg=f"{len(failed)} of {len(todo)} statements failed in database {result['database']}: "
                          + "; ".join(f"{e['name']}: {e['error']}" for e in failed), **result)

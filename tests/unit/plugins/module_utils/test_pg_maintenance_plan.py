@@ -9,24 +9,44 @@ import pytest
 
 from ansible_collections.runbook.ops.plugins.module_utils.pg_maintenance_plan import (
     Thresholds,
+    bloat_crosses,
+    bloat_reason,
+    bloated,
     check_options,
+    check_thresholds,
     crossings,
     dead_ratio,
     display_name,
+    human_bytes,
     missing_tables,
     mod_ratio,
     parse_table_name,
     plan,
+    still_crosses,
+    target_estimate,
     vacuum_options,
 )
 
 DEFAULTS = Thresholds()
+MIB = 1024 * 1024
 
 
 def fig(schema: str = "public", table: str = "t", live: int = 0, dead: int = 0, mod: int = 0,
-        vacuum_age: float | None = 60.0, analyze_age: float | None = 60.0) -> dict[str, Any]:
+        vacuum_age: float | None = 60.0, analyze_age: float | None = 60.0, bloat: tuple[float, int] | None = (0.0, 0),
+        indexes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"schema": schema, "table": table, "n_live_tup": live, "n_dead_tup": dead, "n_mod_since_analyze": mod,
-            "vacuum_age_s": vacuum_age, "analyze_age_s": analyze_age}
+            "vacuum_age_s": vacuum_age, "analyze_age_s": analyze_age, **estimate(bloat), "indexes": indexes or []}
+
+
+def estimate(bloat: tuple[float, int] | None, size: int = 100 * MIB) -> dict[str, Any]:
+    """The estimate keys of a table or an index: (ratio, bytes), or None for no estimate."""
+    if bloat is None:
+        return {"size_bytes": size, "bloat_ratio": None, "bloat_bytes": None, "bloat_note": "no statistics"}
+    return {"size_bytes": size, "bloat_ratio": bloat[0], "bloat_bytes": bloat[1], "bloat_note": None}
+
+
+def idx(name: str, bloat: tuple[float, int] | None, exclusion: bool = False) -> dict[str, Any]:
+    return {"name": name, "method": "btree", "valid": True, "exclusion": exclusion, **estimate(bloat)}
 
 
 @pytest.mark.parametrize(
@@ -148,9 +168,10 @@ def test_plan_force_needs_a_list() -> None:
     assert todo == []
 
 
-def test_plan_reindex_takes_the_list() -> None:
-    todo, _skipped = plan([fig(table="clean", live=100)], "reindex", DEFAULTS, listed=[("public", "clean")])
-    assert [t["table"] for t in todo] == ["clean"]
+def test_plan_reindex_forced_takes_the_list() -> None:
+    todo, skipped = plan([fig(table="clean", live=100)], "reindex", DEFAULTS, listed=[("public", "clean")], force=True)
+    assert todo == [{"schema": "public", "table": "clean", "name": "public.clean", "reasons": ["listed (force)"]}]
+    assert skipped == []
 
 
 def test_missing_tables() -> None:
@@ -174,21 +195,163 @@ def test_vacuum_options_rejects_other_operations() -> None:
 
 
 @pytest.mark.parametrize(
-    ("operation", "tables", "full", "allow_full", "error"),
+    ("operation", "full", "allow_full", "error"),
     [
-        ("vacuum_analyze", [], False, False, None),
-        ("vacuum", [], True, True, None),
-        ("vacuum", [], True, False, "allow_full=true"),
-        ("vacuum_analyze", ["t"], True, False, "ACCESS EXCLUSIVE"),
-        ("analyze", [], True, True, "not analyze"),
-        ("reindex", [], False, False, "list the tables"),
-        ("reindex", ["t"], False, False, None),
-        ("cluster", [], False, False, "operation must be one of"),
+        ("vacuum_analyze", False, False, None),
+        ("vacuum", True, True, None),
+        ("vacuum", True, False, "allow_full=true"),
+        ("vacuum_analyze", True, False, "ACCESS EXCLUSIVE"),
+        ("analyze", True, True, "not analyze"),
+        ("reindex", False, False, None),  # no table list needed: the bloat thresholds decide
+        ("reindex", True, True, "not reindex"),
+        ("cluster", False, False, "operation must be one of"),
     ],
 )
-def test_check_options(operation: str, tables: list[str], full: bool, allow_full: bool, error: str | None) -> None:
-    problem = check_options(operation, tables, full, allow_full)
+def test_check_options(operation: str, full: bool, allow_full: bool, error: str | None) -> None:
+    problem = check_options(operation, full, allow_full)
     if error is None:
         assert problem is None
     else:
         assert problem is not None and error in problem
+
+
+@pytest.mark.parametrize(
+    ("bloat", "crosses"),
+    [
+        ((0.5, 10 * MIB), True),  # both at the thresholds reach them
+        ((0.4999, 90 * MIB), False),  # ratio just below
+        ((0.99, 10 * MIB - 1), False),  # bytes just below: a small relation never qualifies
+        ((1.0, 0), False),
+        ((0.0, 0), False),
+        (None, False),  # no estimate never crosses
+    ],
+)
+def test_bloat_crosses(bloat: tuple[float, int] | None, crosses: bool) -> None:
+    assert bloat_crosses(estimate(bloat), DEFAULTS) is crosses
+    assert bloat_crosses(None, DEFAULTS) is False
+
+
+def test_bloat_thresholds_are_options() -> None:
+    assert (DEFAULTS.bloat_ratio, DEFAULTS.min_bloat_bytes) == (0.5, 10 * MIB)
+    loose = Thresholds(bloat_ratio=0.2, min_bloat_bytes=MIB)
+    assert bloat_crosses(estimate((0.25, 2 * MIB)), loose) and not bloat_crosses(estimate((0.25, 2 * MIB)), DEFAULTS)
+
+
+def test_bloat_reason_names_the_estimate() -> None:
+    reason = bloat_reason(estimate((0.8998, 2470 * 8192), size=2745 * 8192), DEFAULTS, "index public.t_pkey: ")
+    assert reason == "index public.t_pkey: estimated bloat 90.0% (19.3 MiB of 21.4 MiB; thresholds 50.0% and 10.0 MiB)"
+
+
+@pytest.mark.parametrize(
+    ("operation", "full", "crosses"),
+    [("vacuum", True, True), ("vacuum_analyze", True, True),
+     ("vacuum", False, False), ("vacuum_analyze", False, False),  # a plain VACUUM does not shrink a table
+     ("analyze", False, False), ("reindex", False, False)],  # a table's own bloat is not a reindex reason
+)
+def test_table_bloat_is_a_reason_only_for_vacuum_full(operation: str, full: bool, crosses: bool) -> None:
+    table = fig(live=100000, bloat=(0.9, 30 * MIB))  # no dead tuples: only the bloat could make it cross
+    reasons = crossings(table, operation, DEFAULTS, full=full)
+    assert bool(reasons) is crosses
+    if crosses:
+        assert reasons[0].startswith("table estimated bloat 90.0% (30.0 MiB of 100.0 MiB;")
+
+
+def test_vacuum_full_keeps_the_dead_tuple_reasons() -> None:
+    reasons = crossings(fig(live=25000, dead=25000), "vacuum", DEFAULTS, full=True)
+    assert reasons == ["25000 dead tuples (50.0%; thresholds 1000 and 10.0%)"]
+
+
+def test_reindex_crossings_name_each_bloated_index() -> None:
+    table = fig(indexes=[idx("a_pkey", (0.9, 20 * MIB)), idx("a_v", (0.01, 8192)), idx("a_w", (0.6, 12 * MIB))])
+    reasons = crossings(table, "reindex", DEFAULTS)
+    assert [r.split(":")[0] for r in reasons] == ["index public.a_pkey", "index public.a_w"]
+
+
+def test_plan_reindex_without_list_takes_the_bloated_indexes() -> None:
+    figures = [
+        fig(table="b", indexes=[idx("b_pkey", (0.9, 20 * MIB)), idx("b_v_idx", (0.0036, 8192))]),
+        fig(table="a", indexes=[idx("a_excl", (0.9, 20 * MIB), exclusion=True), idx("A_Mixed", (0.7, 50 * MIB))]),
+        fig(table="tidy", bloat=(0.9, 90 * MIB), indexes=[idx("tidy_pkey", (0.004, 57344))]),  # the table's own bloat
+        fig(table="no_stats", indexes=[idx("no_stats_pkey", None)]),
+    ]
+    todo, skipped = plan(figures, "reindex", DEFAULTS)
+    assert [(t["table"], t["index"]) for t in todo] == [("a", "A_Mixed"), ("b", "b_pkey")]
+    assert todo[0]["reasons"] == ['index public."A_Mixed": estimated bloat 70.0% (50.0 MiB of 100.0 MiB; '
+                                  "thresholds 50.0% and 10.0 MiB)"]
+    assert todo[1]["name"] == "public.b" and skipped == []
+
+
+def test_plan_reindex_with_list_lets_the_thresholds_decide() -> None:
+    figures = [fig(table="b", indexes=[idx("b_pkey", (0.9, 20 * MIB))]), fig(table="tidy", indexes=[idx("t", (0, 0))]),
+               fig(table="other", indexes=[idx("other_pkey", (0.9, 20 * MIB))])]
+    todo, skipped = plan(figures, "reindex", DEFAULTS, listed=[("public", "tidy"), ("public", "b")])
+    assert [(t["table"], t.get("index")) for t in todo] == [("b", "b_pkey")]
+    assert skipped == [{"schema": "public", "table": "tidy", "name": "public.tidy", "reasons": []}]
+    todo, skipped = plan(figures, "reindex", DEFAULTS, listed=[("public", "tidy"), ("public", "b")], force=True)
+    assert [(t["table"], t.get("index")) for t in todo] == [("tidy", None), ("b", None)] and skipped == []
+
+
+def test_plan_vacuum_full_takes_the_bloated_tables() -> None:
+    figures = [fig(table="bloated", live=100000, bloat=(0.9, 30 * MIB)), fig(table="small", bloat=(0.9, MIB)),
+               fig(table="packed", live=100000, bloat=(0.0, 0))]
+    assert [t["table"] for t in plan(figures, "vacuum", DEFAULTS, full=True)[0]] == ["bloated"]
+    assert plan(figures, "vacuum", DEFAULTS)[0] == []  # without full the bloat is only reported
+
+
+@pytest.mark.parametrize(
+    ("entry", "after", "expected"),
+    [
+        ({"index": "b_pkey"}, fig(indexes=[idx("b_pkey", (0.0036, 8192))]), []),  # rebuilt
+        ({"index": "b_pkey"}, fig(indexes=[idx("b_pkey", (0.9, 20 * MIB))]), ["index public.b_pkey: estimated"]),
+        ({"index": "b_pkey"}, fig(indexes=[]), []),  # gone meanwhile
+        ({"index": "b_pkey"}, None, []),
+        ({}, fig(bloat=(0.9, 30 * MIB)), ["table estimated"]),  # VACUUM FULL that did not pack it
+        ({}, fig(bloat=(0.01, 8192)), []),
+    ],
+)
+def test_still_crosses(entry: dict[str, Any], after: dict[str, Any] | None, expected: list[str]) -> None:
+    entry = {"schema": "public", "table": "t", "name": "public.t", **entry}
+    found = still_crosses(entry, after, "reindex" if "index" in entry else "vacuum", DEFAULTS, full=True)
+    assert [r[:len(e)] for r, e in zip(found, expected)] == expected and len(found) == len(expected)
+
+
+def test_still_crosses_of_a_forced_reindex_table_checks_every_index() -> None:
+    after = fig(indexes=[idx("t_pkey", (0.9, 20 * MIB)), idx("t_v", (0.0, 0))])
+    assert len(still_crosses({"schema": "public", "table": "t"}, after, "reindex", DEFAULTS)) == 1
+
+
+def test_target_estimate() -> None:
+    table = fig(bloat=(0.9, 30 * MIB), indexes=[idx("t_pkey", (0.5, 11 * MIB))])
+    assert target_estimate({"table": "t"}, table) == estimate((0.9, 30 * MIB))
+    assert target_estimate({"table": "t", "index": "t_pkey"}, table) == estimate((0.5, 11 * MIB))
+    assert target_estimate({"table": "t", "index": "gone"}, table) is None
+    assert target_estimate({"table": "t"}, None) is None
+
+
+def test_bloated_reports_tables_and_indexes_whatever_the_operation() -> None:
+    figures = [fig(table="b", bloat=(0.9, 30 * MIB), indexes=[idx("b_pkey", (0.9, 20 * MIB)), idx("b_v", (0, 0)),
+                                                             idx("b_excl", (0.8, 40 * MIB), exclusion=True)]),
+               fig(table="tidy", indexes=[idx("tidy_pkey", (0.004, 57344))])]
+    found = bloated(figures, DEFAULTS)
+    assert [(b["table"], b["index"]) for b in found] == [("b", None), ("b", "b_pkey"), ("b", "b_excl")]
+    assert found[0] == {"schema": "public", "table": "b", "name": "public.b", "index": None, "size_bytes": 100 * MIB,
+                        "bloat_bytes": 30 * MIB, "bloat_ratio": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("kw", "error"),
+    [({}, None), ({"bloat_ratio": 0.0, "min_bloat_bytes": 0}, None), ({"bloat_ratio": 1.0}, None),
+     ({"bloat_ratio": 1.5}, "from 0 to 1"), ({"bloat_ratio": -0.1}, "from 0 to 1"),
+     ({"min_bloat_bytes": -1}, "min_bloat_bytes cannot be negative"), ({"dead_ratio": -1}, "dead_ratio cannot"),
+     ({"mod_ratio": -1}, "mod_ratio cannot be negative")],
+)
+def test_check_thresholds(kw: dict[str, Any], error: str | None) -> None:
+    problem = check_thresholds(Thresholds(**kw))
+    assert problem is None if error is None else (problem is not None and error in problem)
+
+
+@pytest.mark.parametrize(("size", "text"), [(0, "0 B"), (None, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
+                                            (10 * MIB, "10.0 MiB"), (1536 * MIB, "1.5 GiB"),
+                                            (3 * 1024 * 1024 * MIB, "3.0 TiB")])
+def test_human_bytes(size: int | None, text: str) -> None:
+    assert human_bytes(size) == text
