@@ -11,16 +11,15 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tests.lib.pg_clients import REPORT_TASK, Sessions, plan_pids, report_line, report_pids
 from tests.lib.runner import PlaybookResult, run_playbook
 
 pytestmark = pytest.mark.sandbox
@@ -31,107 +30,15 @@ DB = "kill_test"
 VICTIM = "kill_test_victim"
 PROTECTED = "kill_test_protected"
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
-PLAN_TASK = "Plan | sessions to end, one line each"
-REPORT_TASK = "Report | sessions ended on this host"
 AGE = 2  # seconds: both the active and the idle-in-transaction age of these tests
-
-
-@dataclass
-class Sessions:
-    """The database, the logins and every client connection this module opens."""
-
-    env: dict[str, str]
-    password: str
-    conns: list[psycopg.Connection] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
-    errors: dict[int, BaseException] = field(default_factory=dict)
-
-    def admin(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host=self.env["PGHOST"], port=self.env["PGPORT"], dbname=dbname,
-                               user=self.env["RUNBOOK_PG_ADMIN_USER"], password=self.env["RUNBOOK_PG_ADMIN_PASSWORD"],
-                               autocommit=True, application_name="kill_test_admin")
-
-    def connect(self, user: str, *, autocommit: bool = True) -> psycopg.Connection:
-        conn = psycopg.connect(host=self.env["PGHOST"], port=self.env["PGPORT"], dbname=DB, user=user,
-                               password=self.password, autocommit=autocommit, application_name="kill_test")
-        self.conns.append(conn)
-        return conn
-
-    def sleeper(self, user: str = VICTIM) -> int:
-        """A session running SELECT pg_sleep(600); an error it raises lands in self.errors[pid]."""
-        conn = self.connect(user)
-        pid = conn.info.backend_pid
-
-        def run() -> None:
-            try:
-                conn.execute("SELECT pg_sleep(600)")
-            except BaseException as err:  # noqa: BLE001 - recorded for the test to check
-                self.errors[pid] = err
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-        return pid
-
-    def idle_in_transaction(self) -> tuple[int, psycopg.Connection]:
-        conn = self.connect(VICTIM, autocommit=False)
-        conn.execute("SELECT 1")  # BEGIN; SELECT 1; and hold the connection
-        return conn.info.backend_pid, conn
-
-    def alive(self, pids: list[int]) -> set[int]:
-        with self.admin() as conn:
-            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND datname = %s",
-                                [pids, DB]).fetchall()
-        return {r[0] for r in rows}
-
-    def wait_state(self, pids: list[int], seconds: float = 10) -> None:
-        """Wait until the sessions have been in their state for AGE seconds (as the server sees it)."""
-        deadline = time.monotonic() + seconds
-        with self.admin() as conn:
-            while time.monotonic() < deadline:
-                old = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state IN "
-                    "('active', 'idle in transaction') AND clock_timestamp() - state_change > make_interval(secs => %s)",
-                    [pids, AGE + 0.5]).fetchone()[0]
-                if old == len(pids):
-                    return
-                time.sleep(0.2)
-        raise AssertionError(f"sessions {pids} did not reach {AGE}s in their state")
-
-    def end_all(self) -> None:
-        """Terminate what is left of our sessions (by pid, never anyone else's), then close the clients."""
-        pids = [c.info.backend_pid for c in self.conns if not c.closed]
-        if pids:
-            with self.admin() as conn:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s) "
-                             "AND datname = %s", [pids, DB])
-        for thread in self.threads:
-            thread.join(timeout=10)
-        for conn in self.conns:
-            conn.close()
-        self.conns.clear()
-        self.threads.clear()
-        self.errors.clear()
 
 
 @pytest.fixture(scope="module")
 def sessions(sandbox) -> Iterator[Sessions]:
-    s = Sessions(env=sandbox.env, password=secrets.token_urlsafe(16))
-    with s.admin() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        for role in (VICTIM, PROTECTED):
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role),
-                                                                          sql.Literal(s.password)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
-    try:
+    s = Sessions(env=sandbox.env, password=secrets.token_urlsafe(16), db=DB, user=VICTIM,
+                 application_name="kill_test", age=AGE)
+    with s.scratch(roles=(VICTIM, PROTECTED)):
         yield s
-    finally:
-        s.end_all()
-        with s.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-            for role in (VICTIM, PROTECTED):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture(autouse=True)
@@ -147,24 +54,15 @@ def _run(sandbox, check: bool = False, **extra: Any) -> PlaybookResult:
 
 
 def _planned(result: PlaybookResult) -> list[int]:
-    found = result.host_results(HOST, PLAN_TASK)
-    assert found, result.stdout[-3000:]
-    return sorted(int(m.group(1)) for line in found[0]["msg"][1:] for m in [re.match(r"pid (\d+) ", line)] if m)
+    return plan_pids(result, HOST)
 
 
 def _report(result: PlaybookResult) -> str:
-    found = result.host_results(HOST, REPORT_TASK)
-    assert found, result.stdout[-3000:]
-    return found[0]["msg"]
+    return report_line(result, HOST)
 
 
 def _report_pids(result: PlaybookResult, verb: str) -> list[int]:
-    """The pids of the report line "<host>: <verb> N sessions (pids a, b)", checking N."""
-    m = re.fullmatch(rf"{HOST}: {verb} (\d+) sessions \(pids ([\d, ]+)\)", _report(result))
-    assert m, _report(result)
-    pids = sorted(int(p) for p in m.group(2).split(", "))
-    assert len(pids) == int(m.group(1))
-    return pids
+    return report_pids(result, HOST, verb)
 
 
 def _pgbench(sessions: Sessions, *args: str, timeout: float = 120) -> subprocess.Popen:
@@ -181,7 +79,8 @@ def test_ends_exactly_the_old_sessions_under_load(sandbox, sessions: Sessions) -
     with sessions.admin(DB) as conn:
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(
             sql.Identifier(DB), sql.Identifier(VICTIM), sql.Identifier(PROTECTED)))
-    bench = _pgbench(sessions, "-c", "2", "-T", "20", "-n")
+    # long enough to overlap the check and the real run on a loaded 2-core machine
+    bench = _pgbench(sessions, "-c", "2", "-T", "40", "-n")
     try:
         sleeper = sessions.sleeper()
         idle_pid, idle_conn = sessions.idle_in_transaction()
