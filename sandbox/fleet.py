@@ -67,7 +67,7 @@ default_ulimits=["nofile=20000:20000","nproc=4096:4096"]
 [engine]
 runtime="runc"
 """
-CONTROLLER_PACKAGES = ["podman", "runc", "netavark", "aardvark-dns", "debootstrap", "uidmap",
+CONTROLLER_PACKAGES = ["podman", "runc", "netavark", "aardvark-dns", "iptables", "debootstrap", "uidmap",
                        "openssl", "openssh-client", "tar"]
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]

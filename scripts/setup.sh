@@ -11,9 +11,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: servers for the sandbox, podman and debootstrap for the
-# fleet. apt never starts services here (policy-rc.d), and we don't either.
+# fleet (netavark calls iptables). apt never starts services here (policy-rc.d), and we don't either.
 apt_packages=(postgresql postgresql-contrib redis-server redis-tools nginx openssl
-  openssh-client podman runc netavark aardvark-dns debootstrap uidmap iproute2 python3-venv curl
+  openssh-client podman runc netavark aardvark-dns iptables debootstrap uidmap iproute2 python3-venv curl
   ca-certificates)
 missing=()
 for p in "${apt_packages[@]}"; do

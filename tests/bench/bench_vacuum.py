@@ -16,28 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchlib import ANSIBLE_PLAYBOOK, ROOT, ansible_env, empty_playbook, medians, sandbox_env, timed
+
 DB = "vacuum_bench"
-
-
-def sandbox_env() -> dict[str, str]:
-    env = {}
-    for line in (ROOT / ".sandbox" / "env").read_text().splitlines():
-        if line.startswith("export "):
-            key, _sep, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
 
 
 def connect(env: dict[str, str], dbname: str) -> psycopg.Connection:
@@ -76,15 +63,6 @@ def dirty(env: dict[str, str], tables: int, rows: int) -> None:
     raise SystemExit("the statistics never showed the dead tuples")
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.monotonic()
-    proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=10)
@@ -94,36 +72,33 @@ def main() -> None:
 
     env = sandbox_env()
     bindir = "/usr/lib/postgresql/15/bin"
-    ansible_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     pg_env = {**os.environ, "PGHOST": env["PGHOST"], "PGPORT": env["PGPORT"], "PGUSER": env["RUNBOOK_PG_ADMIN_USER"],
               "PGPASSWORD": env["RUNBOOK_PG_ADMIN_PASSWORD"]}
-    playbook = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(ROOT / "inventories/sandbox"),
+    playbook = [ANSIBLE_PLAYBOOK, "-i", str(ROOT / "inventories/sandbox"),
                 str(ROOT / "playbooks/vacuum.yml"), "-e", json.dumps({"vacuum_databases": [DB], "vacuum_jobs": 2})]
     vacuumdb = [f"{bindir}/vacuumdb", "--analyze", "-j2", "-d", DB]
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as empty:
-        empty.write("- name: Empty\n  hosts: postgres\n  gather_facts: false\n  tasks: []\n")
-    empty_play = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(ROOT / "inventories/sandbox"), empty.name]
 
     print(f"bench_vacuum: {args.tables} tables x {args.rows} rows, {args.rows} dead tuples each per round, "
           f"{args.rounds} rounds", flush=True)
     create(env, args.tables, args.rows)
     times: dict[str, list[float]] = {"playbook": [], "vacuumdb": [], "empty": []}
     try:
-        for n in range(args.rounds):
-            dirty(env, args.tables, args.rows)
-            times["playbook"].append(timed(playbook, ansible_env))
-            dirty(env, args.tables, args.rows)
-            times["vacuumdb"].append(timed(vacuumdb, pg_env))
-            times["empty"].append(timed(empty_play, ansible_env))
-            print(f"round {n + 1}: playbook {times['playbook'][-1]:.2f} s, vacuumdb {times['vacuumdb'][-1]:.2f} s, "
-                  f"empty ansible-playbook {times['empty'][-1]:.2f} s", flush=True)
+        with empty_playbook() as empty:
+            empty_play = [ANSIBLE_PLAYBOOK, "-i", str(ROOT / "inventories/sandbox"), str(empty)]
+            for n in range(args.rounds):
+                dirty(env, args.tables, args.rows)
+                times["playbook"].append(timed(playbook, ansible_env()))
+                dirty(env, args.tables, args.rows)
+                times["vacuumdb"].append(timed(vacuumdb, pg_env))
+                times["empty"].append(timed(empty_play, ansible_env()))
+                print(f"round {n + 1}: playbook {times['playbook'][-1]:.2f} s, "
+                      f"vacuumdb {times['vacuumdb'][-1]:.2f} s, "
+                      f"empty ansible-playbook {times['empty'][-1]:.2f} s", flush=True)
     finally:
-        os.unlink(empty.name)
         with connect(env, "postgres") as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
 
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = medians(times)
     fixed = med["empty"]
     print(f"median: playbook {med['playbook']:.2f} s, vacuumdb --analyze -j2 {med['vacuumdb']:.2f} s, "
           f"empty ansible-playbook {fixed:.2f} s")
