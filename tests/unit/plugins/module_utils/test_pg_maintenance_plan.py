@@ -329,8 +329,8 @@ def test_target_estimate() -> None:
 
 
 def test_bloated_reports_tables_and_indexes_whatever_the_operation() -> None:
-    figures = [fig(table="b", bloat=(0.9, 30 * MIB), indexes=[idx("b_pkey", (0.9, 20 * MIB)), idx("b_v", (0, 0)),
-                                                             idx("b_excl", (0.8, 40 * MIB), exclusion=True)]),
+    indexes = [idx("b_pkey", (0.9, 20 * MIB)), idx("b_v", (0, 0)), idx("b_excl", (0.8, 40 * MIB), exclusion=True)]
+    figures = [fig(table="b", bloat=(0.9, 30 * MIB), indexes=indexes),
                fig(table="tidy", indexes=[idx("tidy_pkey", (0.004, 57344))])]
     found = bloated(figures, DEFAULTS)
     assert [(b["table"], b["index"]) for b in found] == [("b", None), ("b", "b_pkey"), ("b", "b_excl")]

@@ -234,7 +234,7 @@ def _table(schema: str, name: str, rows: int | None) -> dict[str, Any]:
 ])
 def test_compare_tables(expected: list, actual: list, count_rows: bool, results: list[tuple[str, bool, str]]) -> None:
     checks = compare_tables(expected, actual, count_rows=count_rows)
-    assert [(c["name"], c["ok"]) for c in checks] == [(name, ok) for name, ok, _ in results]
+    assert [(c["name"], c["ok"]) for c in checks] == [(name, ok) for name, ok, _msg in results]
     for found, (_name, _ok, msg) in zip(checks, results):
         assert msg in found["msg"]
 
@@ -326,14 +326,20 @@ def test_swap_state(present: set[str], state: str) -> None:
 
 def test_swap_statements_close_rename_and_reopen_each_as_before() -> None:
     plan = swap_statements("app", "app_new", "app_old", {"app": True, "app_new": True})
-    assert [text(s) for s in plan.close] == ['ALTER DATABASE "app" ALLOW_CONNECTIONS false',
-                                            'ALTER DATABASE "app_new" ALLOW_CONNECTIONS false']
-    assert [text(s) for s in plan.swap] == ['ALTER DATABASE "app" RENAME TO "app_old"',
-                                           'ALTER DATABASE "app_new" RENAME TO "app"',
-                                           'ALTER DATABASE "app_old" ALLOW_CONNECTIONS true',
-                                           'ALTER DATABASE "app" ALLOW_CONNECTIONS true']
-    assert [text(s) for s in plan.reopen] == ['ALTER DATABASE "app" ALLOW_CONNECTIONS true',
-                                             'ALTER DATABASE "app_new" ALLOW_CONNECTIONS true']
+    assert [text(s) for s in plan.close] == [
+        'ALTER DATABASE "app" ALLOW_CONNECTIONS false',
+        'ALTER DATABASE "app_new" ALLOW_CONNECTIONS false',
+    ]
+    assert [text(s) for s in plan.swap] == [
+        'ALTER DATABASE "app" RENAME TO "app_old"',
+        'ALTER DATABASE "app_new" RENAME TO "app"',
+        'ALTER DATABASE "app_old" ALLOW_CONNECTIONS true',
+        'ALTER DATABASE "app" ALLOW_CONNECTIONS true',
+    ]
+    assert [text(s) for s in plan.reopen] == [
+        'ALTER DATABASE "app" ALLOW_CONNECTIONS true',
+        'ALTER DATABASE "app_new" ALLOW_CONNECTIONS true',
+    ]
 
 
 def test_swap_statements_leave_a_closed_database_closed() -> None:
