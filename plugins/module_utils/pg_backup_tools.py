@@ -162,3 +162,17 @@ def tool_version(module: AnsibleModule, path: str) -> ToolVersion:
         return parse_tool_version(out)
     except ValueError as exc:
         raise BackupError(f"cannot tell the version of {path}: {exc}") from exc
+
+
+def restore_tool(module: AnsibleModule, bindir: str | None, manifest: dict[str, Any]) -> str:
+    """pg_restore from bindir (or PATH), when it can read an archive of the manifest's pg_dump; BackupError otherwise.
+
+    pg_restore reads the archives of its own major version and older ones only.
+    """
+    pg_restore = find_tool(module, bindir, "pg_restore")
+    version = tool_version(module, pg_restore)
+    dumped = re.match(r"(\d+)", manifest["pg_dump_version"])
+    if dumped and version.major < int(dumped.group(1)):
+        raise BackupError(f"pg_restore {version.number} ({pg_restore}) cannot read an archive of pg_dump "
+                          f"{manifest['pg_dump_version']}; set bindir to a newer PostgreSQL's")
+    return pg_restore

@@ -170,7 +170,6 @@ manifest:
 """
 
 import os
-import re
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -195,7 +194,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_manifest imp
     write_manifest,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_toc import read_back, read_toc
-from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import find_tool, tool_version
+from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import restore_tool
 
 
 def argument_spec() -> dict[str, Any]:
@@ -229,20 +228,9 @@ def locate(module: AnsibleModule, result: dict[str, Any]) -> tuple[str, dict[str
     return backup.path, backup.manifest
 
 
-def check_tool(module: AnsibleModule, manifest: dict[str, Any]) -> str:
-    """pg_restore, when it is new enough to read the archive's format; BackupError otherwise."""
-    pg_restore = find_tool(module, module.params["bindir"], "pg_restore")
-    restore_version = tool_version(module, pg_restore)
-    match = re.match(r"(\d+)", manifest["pg_dump_version"])
-    if match and restore_version.major < int(match.group(1)):
-        raise BackupError(f"pg_restore {restore_version.number} ({pg_restore}) cannot read an archive of pg_dump "
-                          f"{manifest['pg_dump_version']}; set bindir to a newer PostgreSQL's")
-    return pg_restore
-
-
 def verify(module: AnsibleModule, result: dict[str, Any], path: str, manifest: dict[str, Any]) -> None:
     """Every check in turn; BackupError naming the first thing that does not match the manifest."""
-    pg_restore = check_tool(module, manifest)
+    pg_restore = restore_tool(module, module.params["bindir"], manifest)
     problems = compare_files(manifest["files"], tree_files(path))
     if problems:
         result["problems"] = problems

@@ -347,7 +347,6 @@ msg:
 """
 
 import os
-import re
 import time
 import traceback
 from typing import Any
@@ -368,12 +367,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_manifest imp
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_snapshot import read_migration, read_tables
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_toc import read_toc
-from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import (
-    conninfo,
-    find_tool,
-    run_tool,
-    tool_version,
-)
+from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import conninfo, restore_tool, run_tool
 from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks import (
     ACL_IS_DEFAULT_SQL,
     ACL_SQL,
@@ -477,17 +471,6 @@ def read_backup(module: AnsibleModule, result: dict[str, Any]) -> dict[str, Any]
     manifest = read_manifest(path, backup_id=backup_id)
     result.update(backup_id=backup_id, manifest=manifest_summary(manifest))
     return manifest
-
-
-def restore_tool(module: AnsibleModule, manifest: dict[str, Any]) -> str:
-    """pg_restore from bindir, when it can read an archive of the manifest's pg_dump; BackupError otherwise."""
-    pg_restore = find_tool(module, module.params["bindir"], "pg_restore")
-    version = tool_version(module, pg_restore)
-    dumped = re.match(r"(\d+)", manifest["pg_dump_version"])
-    if dumped and version.major < int(dumped.group(1)):
-        raise BackupError(f"pg_restore {version.number} ({pg_restore}) cannot read an archive of pg_dump "
-                          f"{manifest['pg_dump_version']}; set bindir to a newer PostgreSQL's")
-    return pg_restore
 
 
 def check_backup(module: AnsibleModule, result: dict[str, Any], manifest: dict[str, Any], pg_restore: str) -> str:
@@ -670,7 +653,7 @@ def main() -> None:
     try:
         manifest = read_backup(module, result)
         if not verify_only:
-            pg_restore = restore_tool(module, manifest)
+            pg_restore = restore_tool(module, p["bindir"], manifest)
             archive = check_backup(module, result, manifest, pg_restore)
     except BackupError as exc:
         module.fail_json(msg=redact(str(exc), p), **result)
