@@ -23,6 +23,14 @@ except ImportError:
 else:
     PSYCOPG_IMPORT_ERROR = None
 
+
+class _PsycopgMissing(Exception):
+    """Stands in for psycopg.Error without psycopg: nothing raises it, so except clauses stay valid."""
+
+
+# What every psycopg error derives from; modules catch this one name.
+PsycopgError: type[Exception] = psycopg.Error if psycopg is not None else _PsycopgMissing
+
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 # Our own sessions carry this name: pg_sessions never ends them, and a DBA sees who we are.
 APPLICATION_NAME = "runbook.ops"

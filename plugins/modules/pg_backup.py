@@ -327,7 +327,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils.durations import to_seconds
-from ansible_collections.runbook.ops.plugins.module_utils.pg import conn_params, connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, conn_params, connect, pg_argument_spec, redact
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import (
     ARCHIVE_HEADER_FORMATS,
     ARCHIVE_NAMES,
@@ -377,10 +377,8 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import
 )
 
 try:
-    from psycopg import Error as PsycopgError
     from psycopg import IsolationLevel
 except ImportError:  # reported by connect() through ensure_psycopg()
-    PsycopgError = Exception
     IsolationLevel = None
 
 # The same timeouts pg_dump sets for its own sessions: a server-wide statement_timeout must not cancel a count,

@@ -214,7 +214,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils.durations import to_seconds
-from ansible_collections.runbook.ops.plugins.module_utils.pg import connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, connect, pg_argument_spec, redact
 from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks import (
     DONE,
     check_database_name,
@@ -223,10 +223,8 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks impo
 )
 
 try:
-    from psycopg import Error as PsycopgError
     from psycopg import errors as pg_errors
 except ImportError:  # reported by connect() through ensure_psycopg()
-    PsycopgError = Exception
     pg_errors = None
 
 ATTEMPTS = 3

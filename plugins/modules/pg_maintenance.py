@@ -406,7 +406,7 @@ from typing import Any, Mapping
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils.durations import to_seconds
-from ansible_collections.runbook.ops.plugins.module_utils.pg import connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, connect, pg_argument_spec, redact
 from ansible_collections.runbook.ops.plugins.module_utils.pg_bloat import Estimate, btree_bloat, table_bloat
 from ansible_collections.runbook.ops.plugins.module_utils.pg_maintenance_plan import (
     OPERATIONS,
@@ -425,10 +425,8 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_maintenance_plan im
 )
 
 try:
-    from psycopg import Error as PsycopgError
     from psycopg import sql
 except ImportError:  # reported by connect() through ensure_psycopg()
-    PsycopgError = Exception
     sql = None
 
 FIGURES_SQL = """

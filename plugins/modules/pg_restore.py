@@ -353,7 +353,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.ops.plugins.module_utils.pg import conn_params, connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, conn_params, connect, pg_argument_spec, redact
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import (
     ARCHIVE_HEADER_FORMATS,
     BackupError,
@@ -393,11 +393,9 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks impo
 )
 
 try:
-    from psycopg import Error as PsycopgError
     from psycopg import IsolationLevel, sql
     from psycopg.rows import tuple_row
 except ImportError:  # reported by connect() through ensure_psycopg()
-    PsycopgError = Exception
     IsolationLevel = None
     sql = None
     tuple_row = None
