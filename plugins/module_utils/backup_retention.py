@@ -155,8 +155,8 @@ def day_key(when: dt.datetime) -> str:
 
 def week_key(when: dt.datetime) -> str:
     # ISO week: 2027-01-01 belongs to 2026-W53
-    year, week, _ = when.isocalendar()
-    return f"{year}-W{week:02d}"
+    iso = when.isocalendar()
+    return f"{iso[0]}-W{iso[1]:02d}"
 
 
 def month_key(when: dt.datetime) -> str:
@@ -201,7 +201,7 @@ def select(records: Any, daily: Any = 7, weekly: Any = 4, monthly: Any = 6) -> d
 
     keep = [b for b in backups if reasons[b.id]]
     delete = [b for b in backups if not reasons[b.id]]
-    rules = ", ".join(f"{counts[rule]} {rule}" for rule, _ in RULES)
+    rules = ", ".join(f"{number} {rule}" for rule, number in counts.items())
     for backup in delete:
         if backup.verified is None and newest_verified is not None:
             reasons[backup.id].append(f"unverified, older than the newest verified {newest_verified.id}")
