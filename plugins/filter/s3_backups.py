@@ -9,15 +9,17 @@ short_description: Group the object keys of a backup bucket into backups, for re
 version_added: 0.2.0
 author: runbook.ops maintainers
 description:
-  - Takes the keys under C(<prefix>/<database>/) (as M(amazon.aws.s3_object) C(mode=list) returns them) and
+  - Takes the keys under C(<prefix>/<database>/) (as M(amazon.aws.s3_object_info) returns them in C(s3_keys)) and
     returns one record per backup id, with its keys, ready for the P(runbook.ops.backup_retention#filter) filter.
   - The backup role uploads C(manifest.json) last and only after the backup verified, so a backup whose
     C(manifest.json) is in the bucket is complete and verified (C(verified_at) = C(created_at)); one without it is
     an upload that did not finish (C(verified_at) null), which retention deletes once a newer complete backup
-    exists and keeps while it is the newest.
+    exists and keeps while it is the newest. A C(manifest.json) without any other key of its backup (a deletion
+    that stopped half-way) does not make a backup complete either.
   - C(created_at) comes from the id, which M(runbook.ops.pg_backup) makes from the UTC start time
-    (C(20261201T020000Z), C(-2) for a second backup in the same second). A key whose id is not such a time is
-    returned in RV(_value.undated) and never becomes a record, so retention can never delete it.
+    (C(20261201T020000Z), C(-2) for a second backup in the same second), exactly 8 digits, C(T), 6 digits and C(Z).
+    A key whose id is not such a time is returned in RV(_value.undated) and never becomes a record, so retention
+    can never delete it.
 positional: prefix
 options:
   _input:
@@ -58,7 +60,7 @@ _value:
           description: C(created_at) when C(manifest.json) was uploaded, else null.
           type: str
         complete:
-          description: Whether C(manifest.json) is in the bucket.
+          description: Whether C(manifest.json) and at least one file of the archive are in the bucket.
           type: bool
         keys:
           description: Every key of the backup, sorted.
@@ -70,6 +72,7 @@ _value:
       elements: str
 """
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -77,11 +80,16 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import ID_FORMAT, id_sort_key
 
 MANIFEST = "manifest.json"
+# strptime alone is lenient (it reads 2026121T020000Z as 2026-12-01): a key someone else put under the prefix
+# must not pass for a dated backup, which retention may delete
+_ID_TIME_RE = re.compile(r"\d{8}T\d{6}Z")
 
 
 def id_time(backup_id: str) -> datetime | None:
     """The UTC time of a default backup id (20261201T020000Z or 20261201T020000Z-2), or None."""
     base = id_sort_key(backup_id)[0]
+    if not _ID_TIME_RE.fullmatch(base):
+        return None
     try:
         return datetime.strptime(base, ID_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
@@ -89,6 +97,7 @@ def id_time(backup_id: str) -> datetime | None:
 
 
 def s3_backups(keys: Any, prefix: Any) -> dict[str, Any]:
+    """The keys under prefix grouped into backups (oldest first), and those that belong to no dated backup."""
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise AnsibleFilterError("s3_backups: the input must be a list of object keys (strings)")
     if not isinstance(prefix, str) or not prefix.strip("/"):
@@ -107,7 +116,9 @@ def s3_backups(keys: Any, prefix: Any) -> dict[str, Any]:
     backups = []
     for backup_id in sorted(grouped, key=id_sort_key):
         created = id_time(backup_id).strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[union-attr]
-        complete = f"{prefix}{backup_id}/{MANIFEST}" in grouped[backup_id]
+        manifest = f"{prefix}{backup_id}/{MANIFEST}"
+        # a manifest without any file of its archive is no backup (a deletion that stopped half-way)
+        complete = manifest in grouped[backup_id] and any(k != manifest for k in grouped[backup_id])
         backups.append({"id": backup_id, "created_at": created, "verified_at": created if complete else None,
                         "complete": complete, "keys": sorted(grouped[backup_id])})
     return {"backups": backups, "undated": sorted(undated)}

@@ -15,12 +15,13 @@ description:
     C(manifest.json)), newest first by C(created_at), with the figures of its manifest. It never changes anything.
   - Directories without a valid manifest are returned apart in RV(invalid), unfinished C(<id>.partial) directories
     in RV(partial); neither is ever a backup to restore.
-  - Retention (the M(runbook.ops.backup_retention) filter), the restore and the restore drill pick their backup
+  - Retention (the P(runbook.ops.backup_retention#filter) filter), the restore and the restore drill pick their backup
     from this list; RV(latest_verified) is what C(restore_backup=latest) means.
   - It checks the manifests only, not the files; M(runbook.ops.pg_backup_verify) does that.
 options:
   backup_dir:
-    description: The root of the backups, as given to M(runbook.ops.pg_backup).
+    description: The root of the backups, as given to M(runbook.ops.pg_backup); an absolute path. A missing
+      O(backup_dir) or database directory holds no backups (an empty list, not an error).
     type: path
     required: true
   database:
@@ -133,15 +134,29 @@ partial:
   elements: str
 """
 
+import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import BackupError, check_database_name
+from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import (
+    LATEST,
+    BackupError,
+    check_database_name,
+    check_id,
+)
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_catalog import Backup, find_backup, list_backups
 
 # Manifest fields every entry carries at the top level, for playbooks and reports.
 SUMMARY_FIELDS = ("created_at", "verified_at", "size_bytes", "format", "server_version", "system_identifier",
                   "migration_revision", "toc_entries")
+
+
+def argument_spec() -> dict[str, Any]:
+    return {
+        "backup_dir": {"type": "path", "required": True},
+        "database": {"type": "str", "required": True},
+        "id": {"type": "str"},
+    }
 
 
 def describe(backup: Backup) -> dict[str, Any]:
@@ -151,32 +166,46 @@ def describe(backup: Backup) -> dict[str, Any]:
     return entry
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "backup_dir": {"type": "path", "required": True},
-            "database": {"type": "str", "required": True},
-            "id": {"type": "str"},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    result: dict[str, Any] = {"changed": False, "backups": [], "latest": None, "latest_verified": None,
-                              "invalid": [], "partial": []}
-    problem = check_database_name(p["database"])
+def check_params(backup_dir: str, database: str, backup_id: str | None) -> str | None:
+    """Why the options cannot name backups, or None; checked before anything is read."""
+    if not os.path.isabs(backup_dir):
+        # relative to whatever directory the module happens to run in: never what was meant
+        return f"backup_dir must be an absolute path, not {backup_dir!r}"
+    problem = check_database_name(database)
     if problem:
-        module.fail_json(msg=problem, **result)
-    try:
-        listing = list_backups(p["backup_dir"], p["database"])
-        chosen = [find_backup(p["backup_dir"], p["database"], p["id"])[0]] if p["id"] else listing.backups
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), **result)
-    result["backups"] = [describe(b) for b in chosen]
-    result["latest"] = describe(listing.backups[0]) if listing.backups else None
+        return problem
+    if backup_id is not None and backup_id != LATEST:
+        return check_id(backup_id)
+    return None
+
+
+def backup_info(backup_dir: str, database: str, backup_id: str | None = None) -> dict[str, Any]:
+    """The module's result for these options; BackupError when backup_id names no complete backup."""
+    listing = list_backups(backup_dir, database)
+    chosen = [find_backup(backup_dir, database, backup_id)[0]] if backup_id else listing.backups
     verified = [b for b in listing.backups if b.verified]
-    result["latest_verified"] = describe(verified[0]) if verified else None
-    result["invalid"] = listing.invalid
-    result["partial"] = listing.partial
+    return {
+        "changed": False,
+        "backups": [describe(b) for b in chosen],
+        "latest": describe(listing.backups[0]) if listing.backups else None,
+        "latest_verified": describe(verified[0]) if verified else None,
+        "invalid": listing.invalid,
+        "partial": listing.partial,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    empty: dict[str, Any] = {"changed": False, "backups": [], "latest": None, "latest_verified": None,
+                             "invalid": [], "partial": []}
+    problem = check_params(p["backup_dir"], p["database"], p["id"])
+    if problem:
+        module.fail_json(msg=problem, **empty)
+    try:
+        result = backup_info(p["backup_dir"], p["database"], p["id"])
+    except BackupError as exc:
+        module.fail_json(msg=str(exc), **empty)
     module.exit_json(**result)
 
 

@@ -43,7 +43,7 @@ options:
     description:
       - The backup's id, with O(backup_dir); ignored with O(path).
       - V(latest) is the newest complete backup (by C(created_at)). A directory with a later id but without a
-        valid manifest is skipped with a warning and listed in RV(skipped).
+        valid manifest is skipped with a warning and listed in RV(skipped_dirs).
     type: str
     default: latest
   bindir:
@@ -155,8 +155,10 @@ problems:
   type: list
   elements: dict
   sample: [{"path": "dump.custom", "problem": "sha256", "expected": "9f86d0...", "actual": "e3b0c4..."}]
-skipped:
-  description: With O(id=latest), newer directories that are not complete backups, with their error.
+skipped_dirs:
+  description:
+    - With O(id=latest), newer directories that are not complete backups, with their error.
+    - Not named C(skipped), which Ansible reads as the task's own status.
   returned: success
   type: list
   elements: dict
@@ -224,7 +226,7 @@ def locate(module: AnsibleModule, result: dict[str, Any]) -> tuple[str, dict[str
         newer = [bad for bad in listing.invalid if id_sort_key(bad["id"]) > id_sort_key(backup.id)]
         for bad in newer:
             module.warn(f"skipped {bad['path']}, newer than {backup.id}: {bad['error']}")
-        result["skipped"] = newer
+        result["skipped_dirs"] = newer
     return backup.path, backup.manifest
 
 

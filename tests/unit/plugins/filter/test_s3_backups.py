@@ -22,6 +22,8 @@ P = "postgresql/app/"
         ("20261301T020000Z", None),  # month 13
         ("before-upgrade", None),
         ("20261201T020000", None),  # no Z: not our format
+        ("2026121T020000Z", None),  # 7 digits: strptime alone would read it as 2026-12-01
+        ("20261201T02000Z", None),
     ],
 )
 def test_id_time(backup_id: str, expected: str | None) -> None:
@@ -49,6 +51,12 @@ def test_groups_keys_by_id_oldest_first_and_marks_complete_ones() -> None:
     assert unfinished["keys"] == sorted([P + "20261130T020000Z-2/dump/3001.dat.gz", P + "20261130T020000Z-2/dump/toc.dat"])
     assert newest["complete"] is True
     assert out["undated"] == []
+
+
+def test_a_manifest_alone_is_no_complete_backup() -> None:
+    """A deletion that stopped half-way (manifest.json goes first, but say it did not): never the newest backup."""
+    out = s3_backups([P + "20261201T020000Z/manifest.json"], P)
+    assert out["backups"][0]["complete"] is False and out["backups"][0]["verified_at"] is None
 
 
 def test_undated_and_stray_keys_are_kept_apart() -> None:
