@@ -1,0 +1,156 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""playbooks/drop_safety_copies.yml against the sandbox PostgreSQL: exactly the old safety copies go.
+
+Other developers share the server, so every database here is drill_test_*_<token>: a "live" database, safety
+copies <db>_pre_restore_<id> of made-up backup ids at several ages (the id gives the time), and look-alikes that
+must never be dropped. Each run is limited to our database (safety_copies_database), and the state read back is
+the list of every database of ours in pg_database.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import Target
+from tests.lib.runner import PlaybookResult, run_four_times, run_playbook
+
+pytestmark = pytest.mark.sandbox
+
+HOST = "sandbox-db"
+TOKEN = secrets.token_hex(3)
+REPORT_TASK = "Report | one line per database"
+
+
+def _connect(target: Target) -> psycopg.Connection:
+    env = target.env
+    return psycopg.connect(host=env["PGHOST"], port=int(env["PGPORT"]), user=env["RUNBOOK_PG_ADMIN_USER"],
+                           password=env["RUNBOOK_PG_ADMIN_PASSWORD"], dbname="postgres", autocommit=True,
+                           application_name="runbook.ops-tests-safety-copies")
+
+
+def ours(target: Target) -> list[str]:
+    """Every database of this test module (its token in the name), sorted."""
+    with _connect(target) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE left(datname, 10) = 'drill_test' "
+                            "AND strpos(datname, %s) > 0", [TOKEN]).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def backup_id(age: timedelta, suffix: str = "") -> str:
+    """The id pg_backup gives a backup started age ago (UTC), with an optional -N."""
+    return (datetime.now(timezone.utc) - age).strftime("%Y%m%dT%H%M%SZ") + suffix
+
+
+@pytest.fixture
+def databases(sandbox: Target) -> Iterator[Callable[[list[str]], None]]:
+    """create(names): make those databases (dropped again at the end, with anything else of ours)."""
+    made: list[str] = []
+
+    def create(names: list[str]) -> None:
+        with _connect(sandbox) as conn:
+            for name in names:
+                # template0: a session someone else has open in template1 would make CREATE DATABASE fail
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+                made.append(name)
+
+    yield create
+    with _connect(sandbox) as conn:
+        for name in set(made) | set(ours(sandbox)):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def run(target: Target, database: str, **more: object) -> PlaybookResult:
+    return run_playbook("drop_safety_copies.yml", target.inventory, limit=HOST,
+                        extravars={"safety_copies_database": database, **more})
+
+
+def report(result: PlaybookResult) -> list[str]:
+    found = [r for r in result.host_results(HOST, REPORT_TASK) if r["event"] == "runner_on_ok"]
+    assert found, result.stdout[-3000:]
+    return list(found[-1]["msg"])
+
+
+def named(lines: list[str], verb: str) -> set[str]:
+    """The databases of the report lines "<name>: <verb> ..."."""
+    return {line.split(": ", 1)[0] for line in lines if line.split(": ", 1)[1].startswith(verb)}
+
+
+def test_four_runs_drop_exactly_the_old_safety_copies(sandbox: Target, databases: Callable[[list[str]], None]) -> None:
+    db = f"drill_test_sc_{TOKEN}"
+    copy = f"{db}_pre_restore_"
+    same_second = backup_id(timedelta(days=30))
+    old = [copy + backup_id(timedelta(days=400)), copy + same_second, copy + same_second + "-2",
+           copy + backup_id(timedelta(days=10))]
+    young = [copy + backup_id(timedelta(days=3)), copy + backup_id(timedelta(hours=2))]
+    starts_like_a_copy = [
+        copy + "notanid",
+        copy + "20200101T000000Z_x",  # more after the id
+        copy + "20201301T000000Z",  # month 13
+        copy + "20210229T000000Z",  # 29 February of a year without one
+        copy + "20200101T000000Z\n",  # a newline after the id ($ in Python would match before it)
+        copy + "20200101T000000Z-",  # a dash without N
+    ]
+    other = [
+        db,  # the database itself
+        f"drill_test_other_{TOKEN}_pre_restore_20200101T000000Z",  # another database's safety copy
+        f"drill_testXsc_{TOKEN}_pre_restore_20200101T000000Z",  # what LIKE 'drill_test_sc_...' would match
+        f"{db}_PRE_RESTORE_20200101T000000Z",
+        f"{db}_restore_20200101T000000Z",  # restore.yml's scratch database, not a safety copy
+        f"{db}_drill_20200101T000000Z",
+        f"{db}x_pre_restore_20200101T000000Z",
+    ]
+    # created in no particular order: the ids' times decide, not the names or the creation order
+    databases(young[1:] + other + old[::-1] + starts_like_a_copy + young[:1])
+    before = ours(sandbox)
+    assert len(before) == len(old + young + starts_like_a_copy + other)
+
+    runs = run_four_times("drop_safety_copies.yml", sandbox.inventory, read_state=lambda: ours(sandbox),
+                          limit=HOST, extravars={"safety_copies_database": db})
+
+    assert runs.after == sorted(set(before) - set(old))
+    planned = report(runs.check)
+    assert named(planned, "would drop") == set(old)
+    assert named(planned, "kept") == set(young)
+    assert named(planned, "left alone") == set(starts_like_a_copy)
+    assert planned[-1] == f"{HOST}: {db}: {len(old)} safety copies would be dropped, 2 kept"
+    done = report(runs.real)
+    assert named(done, "dropped") == set(old) and named(done, "kept") == set(young)
+    # the newest is kept as the newest and as young, the 3-day-old one only for its age
+    assert next(line for line in done if line.startswith(young[1])).endswith("one of the newest 1; younger than 7d")
+    assert next(line for line in done if line.startswith(young[0])).endswith(": younger than 7d")
+    again = report(runs.real_again)
+    assert named(again, "dropped") == set() and named(again, "kept") == set(young)
+    assert again[-1] == f"{HOST}: {db}: 0 safety copies dropped, 2 kept"
+
+
+def test_keep_counts_the_newest_by_id_time_and_suffix(sandbox: Target, databases: Callable[[list[str]], None]) -> None:
+    """keep=2 and no minimum age: of four backups in one second, -10 and -9 are the newest (as text: -9 and -2)."""
+    db = f"drill_test_sk_{TOKEN}"
+    copy = f"{db}_pre_restore_"
+    second = backup_id(timedelta(days=1))
+    newest = [copy + second + "-10", copy + second + "-9"]
+    dropped = [copy + second, copy + second + "-2", copy + backup_id(timedelta(days=5)), copy + "20200101T000000Z-99"]
+    databases([db, *dropped, *newest])
+
+    result = run(sandbox, db, safety_copies_keep=2, safety_copies_min_age="0")
+    assert result.rc == 0, result.stdout[-3000:]
+    assert ours(sandbox) == sorted([db, *newest])
+    assert named(report(result), "dropped") == set(dropped)
+    assert named(report(result), "kept") == set(newest)
+
+
+def test_guards_refuse_a_bad_age_before_listing(sandbox: Target, databases: Callable[[list[str]], None]) -> None:
+    db = f"drill_test_sg_{TOKEN}"
+    old = f"{db}_pre_restore_20200101T000000Z"
+    databases([db, old])
+    result = run(sandbox, db, safety_copies_min_age="a week")
+    assert result.rc != 0
+    assert "safety_copies_min_age must be a duration" in result.stdout
+    assert not result.host_results(HOST, "Plan | list")
+    assert ours(sandbox) == sorted([db, old])
