@@ -239,6 +239,15 @@ def test_a_breaker_late_to_a_stale_lock_leaves_the_new_one_alone(tmp_path: Path)
     assert json.loads(lock.read_text())["token"] == "b"
 
 
+def _contend(n: int, lock: Path, start: threading.Barrier, winners: list[str]) -> None:
+    """One run: wait for the others, then try to take the lock."""
+    start.wait()
+    try:
+        winners.append(acquire(str(lock), owner=f"run {n}", user="u", token=f"t{n}", break_after=HOUR)["token"])
+    except LockError:
+        pass
+
+
 @pytest.mark.parametrize("stale", [False, True], ids=["free", "stale"])
 def test_one_winner_among_concurrent_runs(tmp_path: Path, stale: bool) -> None:
     """Sixteen runs at once, on a free lock or on one stale lock: exactly one takes it, every round. Threads, not
@@ -251,14 +260,7 @@ def test_one_winner_among_concurrent_runs(tmp_path: Path, stale: bool) -> None:
         start = threading.Barrier(16)
         winners: list[str] = []
 
-        def contend(n: int, lock: Path = lock, start: threading.Barrier = start, winners: list[str] = winners) -> None:
-            start.wait()
-            try:
-                winners.append(acquire(str(lock), owner=f"run {n}", user="u", token=f"t{n}", break_after=HOUR)["token"])
-            except LockError:
-                pass
-
-        runs = [threading.Thread(target=contend, args=(n,)) for n in range(16)]
+        runs = [threading.Thread(target=_contend, args=(n, lock, start, winners)) for n in range(16)]
         for run in runs:
             run.start()
         for run in runs:
