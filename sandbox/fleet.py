@@ -6,12 +6,13 @@
 Podman containers running systemd + sshd, built from a Debian bookworm rootfs made
 locally with debootstrap (no registry needed). Each host runs its role's services as
 real systemd units and is reached over ssh on a port published on 127.0.0.1 only.
+Beside them, an S3-compatible server for the backups (moto, see "S3" below).
 
     python sandbox/fleet.py up [--hosts N]    # idempotent; writes inventories/fleet/
     python sandbox/fleet.py status
     python sandbox/fleet.py down              # removes only what `up` created
 
-State (image cache, keys, CA, secrets, ports, logs) lives in .fleet/.
+State (image cache, keys, CA, secrets, ports, logs, the S3 server's pidfile) lives in .fleet/.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -28,8 +30,10 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import socket
 import string
+import struct
 import subprocess
 import sys
 import tarfile
@@ -57,6 +61,10 @@ PROJECT_ID = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
 NETWORK = f"runbook-fleet-{PROJECT_ID[:6]}"
 CONTAINER_PREFIX = f"runbook-fleet-{PROJECT_ID[:6]}-"
 APP_PORT = 8080
+# On every PostgreSQL host (provision.sh makes the directory, mode 0700: the backup role never
+# creates it, so that an unmounted backup volume is an error, not a backup on the root disk).
+PG_BINDIR = "/usr/lib/postgresql/15/bin"
+BACKUP_DIR = "/var/backups/postgresql"
 CA_ON_HOST = "/usr/local/share/ca-certificates/runbook-fleet-ca.crt"
 PROVISION_ON_HOST = "/usr/local/lib/runbook-fleet/provision.sh"
 # Settings podman needs on these machines: crun fails on hybrid cgroups; systemd wants ulimits.
@@ -109,17 +117,26 @@ class Host:
         return units
 
 
+MIN_HOSTS = 5
+
+
 def plan_hosts(count: int) -> list[Host]:
-    """db1, cache1, web1, app1; hosts past four are more app hosts (app2, ...)."""
-    if count < 4:
-        raise FleetError("--hosts must be at least 4 (db1, cache1, web1, app1)")
+    """db1, cache1, web1, app1, db2; hosts past five are more app hosts (app2, ...).
+
+    db2 is a second PostgreSQL server for cross-host restore drills (a backup taken on db1,
+    drilled on db2 from the bucket). It is in the group drill only, not in postgres, so that
+    every play on the postgres group still runs on db1 alone. It comes last: the app hosts'
+    database is the first host with the postgres role (first_with)."""
+    if count < MIN_HOSTS:
+        raise FleetError(f"--hosts must be at least {MIN_HOSTS} (db1, cache1, web1, app1, db2)")
     hosts = [
         Host("db1", ("postgres",), ("postgres",)),
         Host("cache1", ("redis",), ("redis",)),
         Host("web1", ("web",), ("web",)),
         Host("app1", ("app",), ("app", "workers")),
     ]
-    hosts += [Host(f"app{i}", ("app",), ("app", "workers")) for i in range(2, count - 2)]
+    hosts += [Host(f"app{i}", ("app",), ("app", "workers")) for i in range(2, count - MIN_HOSTS + 2)]
+    hosts.append(Host("db2", ("postgres",), ("drill",)))
     return hosts
 
 
@@ -282,17 +299,21 @@ def ensure_host_cert(host: str) -> tuple[Path, Path]:
 # --- secrets -------------------------------------------------------------------
 
 
+SECRET_NAMES = ("pg_admin_password", "pg_app_password", "redis_password", "app_admin_token", "s3_secret_key")
+
+
 def ensure_secrets() -> dict[str, str]:
-    """Random per fleet directory (delete .fleet/secrets.json for new ones). 0600, never printed."""
+    """Random per fleet directory (delete .fleet/secrets.json for new ones). 0600, never printed.
+
+    A secret added to the fleet later is added to an existing file; the others stay as they are."""
     path = STATE_DIR / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     alphabet = string.ascii_letters + string.digits  # safe in URLs, DSNs and config files
-    def token() -> str:
-        return "".join(secrets.choice(alphabet) for _ in range(32))
-    values = {"pg_admin_password": token(), "pg_app_password": token(),
-              "redis_password": token(), "app_admin_token": token()}
-    write_private(path, json.dumps(values, indent=2) + "\n")
+    missing = [name for name in SECRET_NAMES if name not in values]
+    for name in missing:
+        values[name] = "".join(secrets.choice(alphabet) for _ in range(32))
+    if missing:
+        write_private(path, json.dumps(values, indent=2) + "\n")
     return values
 
 
@@ -428,19 +449,33 @@ def our_containers() -> dict[str, dict]:
     return found
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, address: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((address, port))
         except OSError:
             return False
         return True
+
+
+def listening_sockets() -> set[tuple[str, int]]:
+    """(IPv4 address, port) of every TCP socket listening on this machine, read from /proc: that
+    sends no traffic, so `down` can check an address whose bridge is already gone."""
+    found: set[tuple[str, int]] = set()
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as fh:
+        for line in fh.readlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                address, port = fields[1].split(":")
+                # the address is the kernel's 32-bit word in host byte order
+                found.add((socket.inet_ntoa(struct.pack("=I", int(address, 16))), int(port, 16)))
+    return found
 
 
 @dataclass
@@ -659,8 +694,9 @@ def provision_hash(host: Host, files: dict[str, tuple[bytes, int]], ctx: Context
 
 
 def units_active(host: Host) -> bool:
-    proc = podman("exec", host.container, "systemctl", "is-active", "--quiet", *host.units, check=False)
-    return proc.returncode == 0
+    # one state per unit: is-active's exit code is 0 when any one of them is active
+    proc = podman("exec", host.container, "systemctl", "is-active", *host.units, check=False)
+    return proc.stdout.decode().split() == ["active"] * len(host.units)
 
 
 def provision(host: Host, ctx: Context, state: dict) -> bool:
@@ -705,6 +741,148 @@ def wait_ssh(port: int, name: str, timeout: float = 60) -> None:
         time.sleep(0.3)
 
 
+# --- S3: the backup bucket -------------------------------------------------------
+#
+# The backup role uploads from the PostgreSQL hosts themselves (the amazon.aws modules run
+# there, with the image's python3-boto3), so the bucket must be reachable from inside the
+# fleet. The server is moto_server from the controller's .venv (the S3 server the sandbox runs
+# too), listening on the gateway address of the fleet's own podman bridge only: the hosts
+# reach it by their default route, the controller as the host side of that bridge, and no
+# other machine at all. That is cheaper than an S3 host in the fleet (no registry image to
+# build it from, no pip inside the image): a cold `up` starts it while the hosts are being
+# provisioned, a warm one finds it by its pidfile. What it does not give:
+# - persistence: moto keeps the bucket in memory, so a restarted server (down/up, a reboot)
+#   starts with an empty bucket again. Tests make the backups they need.
+# - authentication: moto takes any signature. The keys are random test secrets all the same,
+#   so that the inventory has production's shape and the modules sign as they do against S3;
+#   what keeps other clients out is the address.
+# - TLS: plain http on the bridge, whose traffic never leaves this machine.
+# The bridge exists only while a container runs on it, so the server starts after the
+# containers, and nothing probes its address once they are gone (`down` reads /proc instead).
+S3_BUCKET = "runbook-backups"
+S3_REGION = "us-east-1"
+S3_ACCESS_KEY = "runbook-fleet"
+MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"
+S3_PIDFILE = STATE_DIR / "s3" / "moto.pid"
+S3_LOG = STATE_DIR / "logs" / "s3.log"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    pid: int
+    address: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+
+def s3_running() -> S3Server | None:
+    """Our moto_server, from the pidfile, while that pid still is one (a reused pid is not)."""
+    try:
+        pid = int(S3_PIDFILE.read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        if str(MOTO_SERVER) not in argv:
+            return None
+        return S3Server(pid, argv[argv.index("-H") + 1], int(argv[argv.index("-p") + 1]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def start_s3(address: str, state: dict) -> None:
+    """Keep a server that listens on address at the remembered port; else (re)start it there.
+
+    Returns at once: finish_s3 waits for it (moto needs about a second to import)."""
+    remembered = state.setdefault("s3", {})
+    current = s3_running()
+    if current and (current.address, current.port) == (address, remembered.get("port")):
+        return
+    if current:  # the network was made anew with another subnet
+        stop_s3(current)
+    if not MOTO_SERVER.exists():
+        raise FleetError(f"{MOTO_SERVER.relative_to(ROOT)} not found (scripts/setup.sh installs moto[server])")
+    port = remembered.get("port")
+    if not port or not port_free(port, address):
+        port = free_port(address)
+    S3_PIDFILE.parent.mkdir(parents=True, exist_ok=True)
+    S3_LOG.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(S3_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        # its own session: it outlives this process and a Ctrl-C of it; close_fds keeps the
+        # state lock (and a caller's pipes) out of it
+        proc = subprocess.Popen([str(MOTO_SERVER), "-H", address, "-p", str(port)], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
+                                close_fds=True)
+    write_private(S3_PIDFILE, f"{proc.pid}\n", 0o644)
+    remembered.update(address=address, port=port)
+    log(f"s3: started moto_server on http://{address}:{port} (log: {S3_LOG.relative_to(ROOT)})")
+
+
+def finish_s3(secret_key: str, timeout: float = 30) -> S3Server:
+    """Wait until the server answers, then make sure the bucket exists (boto3, as a client would)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        server = s3_running()
+        if server is None:
+            raise FleetError(f"moto_server is not running; see {S3_LOG}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((server.address, server.port)) == 0:
+                break
+        if time.monotonic() > deadline:
+            raise FleetError(f"moto_server (pid {server.pid}) not answering on {server.endpoint}; see {S3_LOG}")
+        time.sleep(0.1)
+    # A warm up asks with one plain HEAD (moto takes it unsigned; importing boto3 costs 1.5 s);
+    # only a missing bucket is made, through boto3 as any client would.
+    conn = http.client.HTTPConnection(server.address, server.port, timeout=10)
+    try:
+        conn.request("HEAD", f"/{S3_BUCKET}")
+        status = conn.getresponse().status
+    except OSError as exc:
+        raise FleetError(f"moto_server on {server.endpoint} did not answer: {exc}; see {S3_LOG}") from exc
+    finally:
+        conn.close()
+    if status == 200:
+        return server
+    try:
+        import boto3  # from the .venv, like moto_server (make fleet-up and the tests run that python)
+    except ImportError as exc:
+        raise FleetError("boto3 is not importable: run fleet.py with .venv/bin/python") from exc
+    client = boto3.client("s3", endpoint_url=server.endpoint, region_name=S3_REGION,
+                          aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=secret_key)
+    client.create_bucket(Bucket=S3_BUCKET)
+    log(f"s3: created bucket {S3_BUCKET}")
+    return server
+
+
+def process_gone(pid: int) -> bool:
+    """pid has exited: no /proc entry, or a zombie. Not "its cmdline is empty": an exiting
+    process drops its memory (and cmdline) before it closes its sockets."""
+    with contextlib.suppress(ChildProcessError):  # our own child when up restarts it
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def stop_s3(server: S3Server, timeout: float = 15) -> None:
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, sig)
+        deadline = time.monotonic() + wait
+        while not process_gone(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process_gone(server.pid):
+            break
+    else:
+        raise FleetError(f"moto_server (pid {server.pid}) did not exit")
+    S3_PIDFILE.unlink(missing_ok=True)
+    log(f"s3: stopped moto_server (pid {server.pid})")
+
+
 # --- inventory -----------------------------------------------------------------
 
 
@@ -721,7 +899,7 @@ def yaml_vars(header: str, values: dict[str, object], secret: Collection[str] = 
     return "\n".join(lines) + "\n"
 
 
-GROUPS = ["postgres", "redis", "web", "app", "workers"]
+GROUPS = ["postgres", "redis", "web", "app", "workers", "drill"]
 
 
 def hosts_yml(hosts: list[Host], state: dict) -> str:
@@ -742,14 +920,23 @@ def hosts_yml(hosts: list[Host], state: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def group_vars(secrets_: dict[str, str]) -> dict[str, tuple[dict[str, object], set[str]]]:
+def group_vars(secrets_: dict[str, str], state: dict) -> dict[str, tuple[dict[str, object], set[str]]]:
     """Per group: variables (as seen from the host itself) and which of them are secrets."""
+    s3 = state["s3"]
+    # db1 (postgres) and db2 (drill) alike: each host's own server, same logins
+    postgres = ({"runbook_pg_host": "127.0.0.1", "runbook_pg_port": 5432,
+                 "runbook_pg_user": "runbook_admin", "runbook_pg_password": secrets_["pg_admin_password"],
+                 "runbook_pg_database": "app", "runbook_pg_sslmode": "prefer",
+                 "runbook_pg_app_user": "app", "runbook_pg_bindir": PG_BINDIR,
+                 "runbook_backup_dir": BACKUP_DIR}, {"runbook_pg_password"})
     return {
-        "all": ({"runbook_service_manager": "systemd"}, set()),
-        "postgres": ({"runbook_pg_host": "127.0.0.1", "runbook_pg_port": 5432,
-                      "runbook_pg_user": "runbook_admin", "runbook_pg_password": secrets_["pg_admin_password"],
-                      "runbook_pg_database": "app", "runbook_pg_sslmode": "prefer",
-                      "runbook_pg_app_user": "app"}, {"runbook_pg_password"}),
+        "all": ({"runbook_service_manager": "systemd",
+                 "runbook_s3_endpoint_url": f"http://{s3['address']}:{s3['port']}",
+                 "runbook_s3_bucket": S3_BUCKET, "runbook_s3_region": S3_REGION,
+                 "runbook_s3_access_key": S3_ACCESS_KEY, "runbook_s3_secret_key": secrets_["s3_secret_key"]},
+                {"runbook_s3_secret_key"}),
+        "postgres": postgres,
+        "drill": postgres,
         "redis": ({"runbook_redis_host": "127.0.0.1", "runbook_redis_port": 6379,
                    "runbook_redis_password": secrets_["redis_password"], "runbook_redis_db": 0},
                   {"runbook_redis_password"}),
@@ -764,7 +951,7 @@ def group_vars(secrets_: dict[str, str]) -> dict[str, tuple[dict[str, object], s
 
 def inventory_files(hosts: list[Host], state: dict, secrets_: dict[str, str]) -> dict[str, str]:
     files = {"hosts.yml": hosts_yml(hosts, state)}
-    for group, (values, secret) in group_vars(secrets_).items():
+    for group, (values, secret) in group_vars(secrets_, state).items():
         header = f"group {group}: values as seen from the host itself (modules run there)"
         files[f"group_vars/{group}.yml"] = yaml_vars(header, values, secret)
     return files
@@ -788,7 +975,11 @@ def write_env(hosts: list[Host], state: dict, secrets_: dict[str, str]) -> None:
               "RUNBOOK_PG_ADMIN_USER": "runbook_admin",
               "RUNBOOK_PG_ADMIN_PASSWORD": secrets_["pg_admin_password"],
               "RUNBOOK_PG_APP_PASSWORD": secrets_["pg_app_password"],
-              "REDISCLI_AUTH": secrets_["redis_password"]}
+              "REDISCLI_AUTH": secrets_["redis_password"],
+              # the bucket from the controller: the host side of the fleet's bridge, the same address
+              "S3_ENDPOINT_URL": f"http://{state['s3']['address']}:{state['s3']['port']}",
+              "S3_BUCKET": S3_BUCKET, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+              "AWS_SECRET_ACCESS_KEY": secrets_["s3_secret_key"], "AWS_DEFAULT_REGION": S3_REGION}
     lines = ["# Generated by sandbox/fleet.py up; source it: . .fleet/env  (TEST SECRETS inside)"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
     write_private(STATE_DIR / "env", "\n".join(lines) + "\n")
@@ -834,6 +1025,9 @@ def cmd_up(count: int) -> None:
         state.update(network=NETWORK, image=image, project=PROJECT_ID, root=str(ROOT))
         save_state(state)
         parallel(wait_booted, [h for h in hosts if h.name in booted])
+        # the bridge (and its gateway address) is there now that containers run on it
+        start_s3(ctx.dns, state)
+        save_state(state)
         if not demo_app_present():
             log(f"demo app not found at {DEMO_APP_SRC.relative_to(ROOT)}; app hosts run without demo-app")
         try:
@@ -841,6 +1035,7 @@ def cmd_up(count: int) -> None:
                 parallel(lambda h: provision(h, ctx, state), stage)
         finally:
             save_state(state)
+        finish_s3(ctx.secrets["s3_secret_key"])
         write_inventory(hosts, state, ctx.secrets)
         write_env(hosts, state, ctx.secrets)
         parallel(lambda h: wait_ssh(state["hosts"][h.name]["ssh_port"], h.name), hosts)
@@ -855,6 +1050,9 @@ def cmd_down() -> None:
         return
     write_containers_conf()
     with state_lock():
+        server = s3_running()
+        if server:
+            stop_s3(server)
         containers = our_containers()
         if containers:
             podman("rm", "-f", "-t", "2", *(c["Id"] for c in containers.values()))
@@ -865,8 +1063,26 @@ def cmd_down() -> None:
             log(f"removed network {NETWORK}")
         remove_inventory()
         (STATE_DIR / "env").unlink(missing_ok=True)
+        state = load_state()
         forget_containers()
+    still = still_listening(state)
+    if still:
+        raise FleetError(f"still listening after down: {', '.join(still)}")
     log(f"down in {time.monotonic() - started:.1f}s (kept in .fleet/: image cache, keys, CA, secrets, ports)")
+
+
+def still_listening(state: dict) -> list[str]:
+    """What of ours listens after down: the ports published for the hosts and the S3 server's."""
+    ours = {f"{name} ssh": ("127.0.0.1", h.get("ssh_port")) for name, h in state["hosts"].items()}
+    ours |= {f"{name} https": ("127.0.0.1", h.get("https_port")) for name, h in state["hosts"].items()}
+    s3 = state.get("s3", {})
+    ours["s3"] = (s3.get("address", ""), s3.get("port"))
+    listening = listening_sockets()
+    found = [f"{what} {addr}:{port}" for what, (addr, port) in sorted(ours.items()) if (addr, port) in listening]
+    server = s3_running()
+    if server:
+        found.append(f"moto_server pid {server.pid}")
+    return found
 
 
 def forget_containers() -> None:
@@ -874,7 +1090,10 @@ def forget_containers() -> None:
     state = load_state()
     keep = ("ssh_port", "https_port")
     hosts = {name: {k: v for k, v in h.items() if k in keep} for name, h in state["hosts"].items()}
-    save_state({"hosts": hosts})
+    kept: dict[str, object] = {"hosts": hosts}
+    if state.get("s3", {}).get("port"):  # the address comes from the next network
+        kept["s3"] = {"port": state["s3"]["port"]}
+    save_state(kept)
 
 
 def host_status(name: str, entry: dict | None, remembered: dict) -> str:
@@ -906,16 +1125,23 @@ def cmd_status() -> None:
     if not names:
         raise FleetError("fleet is not up (run: python sandbox/fleet.py up)")
     lines = [host_status(name, containers.get(name), state["hosts"].get(name, {})) for name in names]
+    server = s3_running()
+    listening = server is not None and (server.address, server.port) in listening_sockets()
+    lines.append(f"{'s3':<8} {'running' if listening else 'absent':<8} "
+                 + (f"{server.endpoint} bucket {S3_BUCKET} (moto_server pid {server.pid})" if server else ""))
     for line in lines:
         log(line)
     if any(containers.get(n, {}).get("State") != "running" for n in names):
         raise FleetError("some hosts are not running (run: python sandbox/fleet.py up)")
+    if not listening:
+        raise FleetError("the S3 server is not running (run: python sandbox/fleet.py up)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleet.py", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("--hosts", type=int, default=4, help="number of hosts (default 4; more adds app hosts)")
+    parser.add_argument("--hosts", type=int, default=MIN_HOSTS,
+                        help=f"number of hosts (default {MIN_HOSTS}; more adds app hosts)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":

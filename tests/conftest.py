@@ -7,7 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,8 @@ class Target:
     """An inventory to run playbooks against, and the environment that describes it."""
 
     inventory: Path
-    env: dict[str, str]
+    # holds the targets' secrets: never in a failure's repr
+    env: dict[str, str] = field(repr=False)
 
 
 def _read_env(path: Path) -> dict[str, str]:
@@ -52,7 +53,7 @@ def sandbox() -> Target:
 
 @pytest.fixture(scope="session")
 def fleet() -> Target:
-    """The podman fleet (db1, cache1, web1, app1), brought up once per session."""
+    """The podman fleet (db1, cache1, web1, app1, db2), brought up once per session."""
     _bring_up("fleet.py")
     env_file = ROOT / ".fleet" / "env"
     return Target(inventory=ROOT / "inventories" / "fleet", env=_read_env(env_file) if env_file.exists() else {})

@@ -20,7 +20,19 @@ wait_until() {
 }
 
 provision_postgres() {
-  tls=/etc/postgresql/15/main/tls
+  conf=/etc/postgresql/15/main
+  # The image has no cluster: this host's own, made once (its own system identifier). Our
+  # conf.d/ and tls/ are unpacked already; pg_createcluster keeps them.
+  if [ ! -f /var/lib/postgresql/15/main/PG_VERSION ]; then
+    pg_createcluster --locale C.UTF-8 15 main >/dev/null
+    log "created cluster 15/main"
+  fi
+  grep -q '^# runbook fleet' "$conf/pg_hba.conf" ||
+    printf '\n# runbook fleet: hosts on the fleet network, password auth\nhost    all             all             samenet                 scram-sha-256\n' \
+      >> "$conf/pg_hba.conf"
+  # runbook_backup_dir: made here like a mounted backup volume (the backup role never creates it).
+  install -d -m 0700 -o root -g root /var/backups/postgresql
+  tls=$conf/tls
   chown -R postgres:postgres "$tls"
   chmod 0600 "$tls/server.key"
   systemctl enable --quiet postgresql.service postgresql@15-main.service

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The podman fleet is real: systemd hosts over ssh, real services, idempotent up, clean down.
+"""The podman fleet is real: systemd hosts over ssh, real services, a bucket, idempotent up, clean down.
 
 Brought up once per session by the `fleet` fixture (tests/conftest.py); a fleet that is
 already up is reused. The last test takes it down and brings it back, so later tests
@@ -33,7 +33,11 @@ EXPECTED_UNITS = {
     "cache1": ["redis-server.service"],
     "web1": ["nginx.service"],
     "app1": ["demo-app.service", "demo-worker@1.service"],
+    "db2": ["postgresql@15-main.service"],
 }
+# Inventory groups: db2 (cross-host restore drills) is in drill only, so plays on postgres still run on db1 alone.
+EXPECTED_GROUPS = {"postgres": ["db1"], "redis": ["cache1"], "web": ["web1"], "app": ["app1"], "workers": ["app1"],
+                   "drill": ["db2"]}
 DEMO_APP = (ROOT / "sandbox" / "demo_app" / "__init__.py").is_file()
 
 
@@ -87,6 +91,72 @@ def test_systemd_runs_the_role_units(fleet, host):
     assert proc.stdout.split() == ["active"] * len(units), proc.stdout
 
 
+def _inventory(fleet) -> dict:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-inventory"), "-i", str(fleet.inventory), "--list"],
+                          env=env, text=True, capture_output=True, check=True, timeout=120)
+    return json.loads(proc.stdout)
+
+
+def test_inventory_groups_and_the_postgres_variables(fleet):
+    inventory = _inventory(fleet)
+    assert {g: sorted(inventory[g]["hosts"]) for g in EXPECTED_GROUPS} == EXPECTED_GROUPS
+    assert sorted(inventory["_meta"]["hostvars"]) == sorted(EXPECTED_UNITS)
+    db1, db2 = inventory["_meta"]["hostvars"]["db1"], inventory["_meta"]["hostvars"]["db2"]
+    pg_vars = sorted(k for k in db1 if k.startswith(("runbook_pg_", "runbook_backup_")))
+    assert {"runbook_pg_bindir", "runbook_backup_dir", "runbook_pg_password"} <= set(pg_vars)
+    assert {k: db2.get(k) for k in pg_vars} == {k: db1[k] for k in pg_vars}
+    s3 = {k: v for k, v in db1.items() if k.startswith("runbook_s3_")}
+    assert sorted(s3) == ["runbook_s3_access_key", "runbook_s3_bucket", "runbook_s3_endpoint_url",
+                          "runbook_s3_region", "runbook_s3_secret_key"]
+    assert all(s3.values())
+    # secrets stay in the 0600 files
+    for path in [fleet.inventory / "hosts.yml", *sorted((fleet.inventory / "group_vars").iterdir()), STATE / "env"]:
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def _pg_facts(host: str) -> list[str]:
+    return _ssh(host, "runuser", "-u", "postgres", "--", "psql", "-XAtc",
+                "select system_identifier from pg_control_system()", "-c",
+                "select pg_get_userbyid(datdba) from pg_database where datname = 'app'", "-c",
+                "select rolsuper from pg_roles where rolname = 'runbook_admin'").stdout.split()
+
+
+def test_db2_is_a_server_of_its_own_provisioned_like_db1(fleet):
+    (id1, owner1, super1), (id2, owner2, super2) = _pg_facts("db1"), _pg_facts("db2")
+    # each host made its own cluster: a backup of db1 is another server's on db2 (the restore tells them apart)
+    assert id1 != id2
+    assert (owner1, super1) == (owner2, super2) == ("app", "t")
+    for host in ("db1", "db2"):
+        assert _ssh(host, "stat", "-c", "%F %a %U", "/var/backups/postgresql").stdout == "directory 700 root\n"
+
+
+def _s3_listeners(port: int) -> list[str]:
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], text=True, capture_output=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines()]
+
+
+def _exited(pid: int) -> bool:
+    """No such process, or a zombie that init has yet to reap."""
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_bucket_is_on_the_fleet_bridge_only_and_reachable_from_the_hosts(fleet):
+    url = fleet.env["S3_ENDPOINT_URL"]
+    address, port = url.removeprefix("http://").rsplit(":", 1)
+    assert address == _state()["s3"]["address"] and not address.startswith("127.")
+    assert _s3_listeners(int(port)) == [f"{address}:{port}"]  # not 0.0.0.0, not loopback
+    # from the hosts, with the image's boto3 (the amazon.aws modules run there), signed like any client
+    script = ("import boto3, sys; c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',"
+              " aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.stdin.read().strip());"
+              " print(sorted(b['Name'] for b in c.list_buckets()['Buckets']))")
+    for host in ("db1", "db2"):
+        proc = _ssh(host, "python3", "-c", script, url, fleet.env["AWS_ACCESS_KEY_ID"],
+                    stdin=fleet.env["AWS_SECRET_ACCESS_KEY"] + "\n")
+        assert fleet.env["S3_BUCKET"] in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_logins_need_passwords(fleet):
     # Over TCP the database wants a password (scram), with it the admin login works.
     no_pw = _ssh("db1", "psql", "-h", "127.0.0.1", "-U", "app", "-w", "-d", "app", "-c", "select 1", check=False)
@@ -137,19 +207,24 @@ def test_second_up_is_a_noop(fleet):
     proc = _fleet("up")
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    assert not re.search(r"started|provisioned|recreating|restarted|wrote", proc.stdout), proc.stdout
+    assert not re.search(r"started|provisioned|recreating|restarted|wrote|created", proc.stdout), proc.stdout
     assert (_state(), _ours("container")) == before
     assert elapsed < 20, f"second up took {elapsed:.1f}s"
 
 
 def test_down_removes_everything_and_up_restores(fleet):
     ports = {name: h["ssh_port"] for name, h in _state()["hosts"].items()}
+    s3_port = _state()["s3"]["port"]
+    moto_pid = int((STATE / "s3" / "moto.pid").read_text())
     proc = _fleet("down")
     assert proc.returncode == 0, proc.stderr
+    assert "s3: stopped moto_server" in proc.stdout, proc.stdout
     assert _ours("container") == [] and _ours("network") == []
     assert not (fleet.inventory / "hosts.yml").exists()
+    assert _s3_listeners(s3_port) == [] and _exited(moto_pid)
     assert _fleet("status").returncode != 0
-    # Bring it back for whatever runs next: same ports (they were just freed) and secrets.
+    # Bring it back for whatever runs next: same ports (they were just freed), secrets and bucket.
     proc = _fleet("up")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {name: h["ssh_port"] for name, h in _state()["hosts"].items()} == ports
+    assert _state()["s3"]["port"] == s3_port and "s3: created bucket runbook-backups" in proc.stdout

@@ -9,6 +9,11 @@ set -eu
 # Services start only on the host whose role enables them at `up`.
 systemctl disable postgresql.service redis-server.service nginx.service
 
+# No PostgreSQL cluster in the image: every PostgreSQL host makes its own at `up`
+# (provision.sh), so that each has its own system identifier, as real servers do (the
+# restore role tells a backup of this cluster from another server's by it).
+if [ -d /etc/postgresql/15/main ]; then pg_dropcluster 15 main; fi
+
 # Units that have nothing to do in a container.
 systemctl mask systemd-remount-fs.service getty@tty1.service serial-getty@.service \
   console-getty.service systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer \
@@ -25,9 +30,6 @@ rm -f /var/lib/dbus/machine-id
 # Role configuration lands in these include files at `up`.
 grep -q '^include /etc/redis/runbook-fleet.conf' /etc/redis/redis.conf ||
   printf '\n# runbook fleet settings (written at up)\ninclude /etc/redis/runbook-fleet.conf\n' >> /etc/redis/redis.conf
-grep -q '^# runbook fleet' /etc/postgresql/15/main/pg_hba.conf ||
-  printf '\n# runbook fleet: hosts on the fleet network, password auth\nhost    all             all             samenet                 scram-sha-256\n' \
-    >> /etc/postgresql/15/main/pg_hba.conf
 
 # The demo app runs as its own system user.
 id demo-app >/dev/null 2>&1 ||
