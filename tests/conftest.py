@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 sys.path.insert(0, str(ROOT))
+from tests.lib.envfile import read_env  # noqa: E402  (needs ROOT on sys.path)
 # ansible-runner looks ansible-playbook up on PATH
 os.environ["PATH"] = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
 
@@ -28,15 +28,6 @@ class Target:
     env: dict[str, str] = field(repr=False)
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _sep, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
-
-
 def _bring_up(script: str) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "sandbox" / script), "up"], text=True,
                           capture_output=True, check=False)
@@ -48,7 +39,7 @@ def _bring_up(script: str) -> None:
 def sandbox() -> Target:
     """The embedded sandbox, brought up once per session (a no-op when already up)."""
     _bring_up("sandbox.py")
-    return Target(inventory=ROOT / "inventories" / "sandbox", env=_read_env(ROOT / ".sandbox" / "env"))
+    return Target(inventory=ROOT / "inventories" / "sandbox", env=read_env(ROOT / ".sandbox" / "env"))
 
 
 @pytest.fixture(scope="session")
@@ -56,4 +47,4 @@ def fleet() -> Target:
     """The podman fleet (db1, cache1, web1, app1, db2), brought up once per session."""
     _bring_up("fleet.py")
     env_file = ROOT / ".fleet" / "env"
-    return Target(inventory=ROOT / "inventories" / "fleet", env=_read_env(env_file) if env_file.exists() else {})
+    return Target(inventory=ROOT / "inventories" / "fleet", env=read_env(env_file) if env_file.exists() else {})

@@ -15,9 +15,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     import psycopg
+    from psycopg import sql
     from psycopg.rows import dict_row
 except ImportError:
     psycopg = None
+    sql = None  # modules import it from here; connect() reports the missing library first
     dict_row = None
     PSYCOPG_IMPORT_ERROR: str | None = traceback.format_exc()
 else:

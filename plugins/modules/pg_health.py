@@ -330,17 +330,12 @@ from typing import Any, Callable
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils.durations import to_seconds
-from ansible_collections.runbook.ops.plugins.module_utils.pg import connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, connect, pg_argument_spec, redact
 from ansible_collections.runbook.ops.plugins.module_utils.pg_health_verdict import (
     XID_WRAP_LIMIT,
     check_thresholds,
     evaluate,
 )
-
-try:
-    import psycopg
-except ImportError:  # reported by connect() through ensure_psycopg()
-    psycopg = None
 
 DURATION_OPTIONS = ("active_query_warning", "active_query_critical", "idle_in_transaction_warning",
                     "idle_in_transaction_critical", "replication_lag_warning", "replication_lag_critical")
@@ -600,12 +595,12 @@ def collect(module: AnsibleModule) -> dict[str, Any]:
         for key, reader, default, wants_len in SECTIONS:
             try:
                 figures[key] = reader(conn, qlen) if wants_len else reader(conn)
-            except psycopg.Error as exc:
+            except PsycopgError as exc:
                 if conn.broken:
                     raise
                 figures[key] = default
                 figures["errors"][key] = redact(_first_line(exc), params)
-    except psycopg.Error as exc:
+    except PsycopgError as exc:
         return {"is_available": False, "errors": figures["errors"],
                 "error": redact(f"PostgreSQL stopped answering during the check: {_first_line(exc)}", params)}
     finally:

@@ -156,14 +156,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.ops.plugins.module_utils.pg import connect, pg_argument_spec, redact
-
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError:  # reported by connect() through ensure_psycopg()
-    psycopg = None
-    sql = None
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, connect, pg_argument_spec, redact, sql
 
 ORDER_COLUMNS = ("mean_exec_time", "total_exec_time", "calls")
 
@@ -278,7 +271,7 @@ def main() -> None:
                 reset_statistics(conn, ext)
                 result["reset"] = True
                 result["msg"] += "; pg_stat_statements reset"
-    except psycopg.Error as exc:
+    except PsycopgError as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         module.fail_json(msg=redact(f"reading pg_stat_statements failed: {text}", params), **result)
     finally:

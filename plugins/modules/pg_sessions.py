@@ -313,18 +313,11 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.ops.plugins.module_utils.pg import connect, pg_argument_spec, redact
+from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, connect, pg_argument_spec, redact, sql
 from ansible_collections.runbook.ops.plugins.module_utils.pg_sessions_select import (
     DEFAULT_STATES, STATE_CLASSES, candidates_query, cap_error, check_cidrs, check_states, describe, min_ages,
     select_sessions,
 )
-
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError:  # reported by connect() through ensure_psycopg()
-    psycopg = None
-    sql = None
 
 SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
 PAST = {"terminate": "terminated", "cancel": "cancelled"}
@@ -394,7 +387,7 @@ def _signal(module: AnsibleModule, conn: Any, rows: list[dict[str, Any]], action
         try:
             got = conn.execute(stmt, [row["pid"], row["backend_start"], row["state"], row["query_start"],
                                       row["state_change"]]).fetchone()
-        except psycopg.Error as err:
+        except PsycopgError as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             failed.append({"pid": row["pid"], "error": redact(first, module.params)})
             continue
@@ -433,7 +426,7 @@ def main() -> None:
         try:
             own_pid = conn.execute("SELECT pg_catalog.pg_backend_pid() AS pid").fetchone()["pid"]
             rows = conn.execute(query, params).fetchall()
-        except psycopg.Error as exc:
+        except PsycopgError as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             module.fail_json(msg=redact(f"cannot read pg_stat_activity: {first}", p), **result)
         chosen = select_sessions(rows, states=states, ages=ages, protected_users=p["protected_users"],

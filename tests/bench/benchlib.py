@@ -7,9 +7,9 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,17 +19,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.lib.envfile import read_env  # noqa: E402  (the benchmarks run as scripts from tests/bench)
+
 ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """The `export NAME=value` lines of .sandbox/env or .fleet/env (what the conftest fixtures read)."""
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _sep, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
 
 
 def sandbox_env() -> dict[str, str]:
