@@ -15,7 +15,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     import psycopg
-    from psycopg import sql
+    # re-exported: the modules take sql from here
+    from psycopg import sql  # pylint: disable=unused-import
     from psycopg.rows import dict_row
 except ImportError:
     psycopg = None

@@ -302,6 +302,45 @@ def check_options(operation: str, full: bool, allow_full: bool) -> str | None:
     return None
 
 
+def summary_lines(result: Mapping[str, Any], operation: str, full: bool, *, ran: bool) -> list[str]:
+    """One line per statement (why -> what, and after a run how long and the figures before -> after),
+    one per listed table left alone, one per bloated relation this operation leaves as it is.
+
+    The module returns these so that a playbook prints them as they are, without templating the figures.
+    """
+    lines = []
+    for entry in result.get("tables") or []:
+        line = f"{entry['name']}: {'; '.join(entry['reasons'])} -> {entry['statement']}"
+        if ran and "error" in entry:
+            line += f" FAILED: {entry['error']}"
+        elif ran:
+            line += f" in {entry.get('duration_s')} s" + "".join(_changes(entry, operation, full))
+        lines.append(line)
+    lines.extend(f"{entry['name']}: below every threshold, left alone" for entry in result.get("left_alone") or [])
+    if not result.get("tables"):
+        lines.append(f"nothing to do ({result.get('examined', 0)} tables examined)")
+    for found in result.get("bloated") or []:
+        if (found["index"] and operation != "reindex") or (not found["index"] and not full):
+            what = f" index {display_name(found['schema'], found['index'])}" if found["index"] else " table"
+            lines.append(f"{found['name']}{what}: estimated bloat {float(found['bloat_ratio']):.1%} "
+                         f"({human_bytes(found['bloat_bytes'])}), left as it is by {operation}")
+    return lines
+
+
+def _changes(entry: Mapping[str, Any], operation: str, full: bool) -> list[str]:
+    """'; dead tuples 25000 -> 0, changed rows 25000 -> 0' and, for a rewrite, the estimated bloat before -> after."""
+    before, after = entry.get("before") or {}, entry.get("after") or {}
+    parts = []
+    if operation != "reindex":
+        parts.append(f"; dead tuples {before.get('n_dead_tup', '?')} -> {after.get('n_dead_tup', '?')}, changed rows "
+                     f"{before.get('n_mod_since_analyze', '?')} -> {after.get('n_mod_since_analyze', '?')}")
+    was, now = entry.get("bloat_before") or {}, entry.get("bloat_after") or {}
+    if (operation == "reindex" or full) and was.get("bloat_ratio") is not None:
+        now_text = f"{float(now['bloat_ratio']):.1%}" if now.get("bloat_ratio") is not None else "?"
+        parts.append(f"; estimated bloat {float(was['bloat_ratio']):.1%} -> {now_text}")
+    return parts
+
+
 def human_bytes(size: int | float | None) -> str:
     """Bytes as a reader wants them: 512 B, 10.0 MiB, 1.5 GiB."""
     value = float(size or 0)

@@ -156,7 +156,8 @@ options:
   jobs:
     description:
       - Sessions that run the statements in parallel, each taking the largest table (or index) left (like
-        C(vacuumdb -j)).
+        C(vacuumdb -j)). The first session starts at once; each other one connects in its own thread while the first
+        statements run, and one that cannot connect leaves its share to the others (with a warning).
       - More sessions finish sooner and load the server more (I/O, and C(maintenance_work_mem) each).
     type: int
     default: 1
@@ -396,6 +397,28 @@ examined:
   returned: success
   type: int
   sample: 42
+summary:
+  description:
+    - The plan and its outcome as lines for a report, one per statement (the reasons, then C(->) and the statement;
+      after a run also its duration and the figures before C(->) after, or C(FAILED:) and the error), one per listed
+      table left alone (or C(nothing to do (N tables examined))), one per bloated table or index that this operation
+      leaves as it is, and after a run a last line with RV(timings).
+  returned: success, and when a statement failed
+  type: list
+  elements: str
+  sample:
+    - 'public.orders: 25000 dead tuples (50.0%; thresholds 1000 and 10.0%) -> VACUUM (ANALYZE) "public"."orders" in
+      0.412 s; dead tuples 25000 -> 0, changed rows 25000 -> 0'
+    - 'timings: connect 0.012 s, read 0.061 s, statements 0.412 s in 2 session(s), re-read 0.035 s'
+timings:
+  description:
+    - Seconds of each phase, to tell the server's work from the module's own. C(connect_s) the first session,
+      C(read_s) the figures and estimates before acting, C(statements_s) the statements (wall clock, all sessions),
+      C(sessions) the sessions that ran them, C(reread_s) the figures after. In check mode, or with nothing to do,
+      only the first two.
+  returned: when connected
+  type: dict
+  sample: {"connect_s": 0.012, "read_s": 0.061, "statements_s": 0.412, "sessions": 2, "reread_s": 0.035}
 """
 
 import queue
@@ -420,6 +443,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_maintenance_plan im
     parse_table_name,
     plan,
     still_crosses,
+    summary_lines,
     target_estimate,
     vacuum_options,
 )
@@ -640,9 +664,11 @@ def main() -> None:
     lock_ms = _duration_ms(module, "lock_timeout")
     statement_ms = _duration_ms(module, "statement_timeout")
 
+    started = time.monotonic()
     conn, err = connect(module, autocommit=True)
     if err:
         module.fail_json(msg=err, **result)
+    result["timings"] = {"connect_s": _since(started)}
     try:
         run(module, conn, result, operation, listed, thresholds, lock_ms, statement_ms)
     except PsycopgError as exc:
@@ -667,15 +693,17 @@ def _work_size(entry: dict[str, Any]) -> int:
 
 
 def execute_all(module: AnsibleModule, conn: Any, todo: list[dict[str, Any]], operation: str, full: bool,
-                server_version: int, lock_ms: str, statement_ms: str) -> None:
-    """Run each entry's statement, recording duration_s and error in the entry.
+                server_version: int, lock_ms: str, statement_ms: str) -> int:
+    """Run each entry's statement, recording duration_s and error in the entry; return the sessions used.
 
-    With jobs > 1, that many sessions work in parallel (the first is conn, the others are opened here),
-    each taking the largest table (or index) left, as vacuumdb -j does.
+    With jobs > 1, that many sessions work in parallel, each taking the largest table (or index) left,
+    as vacuumdb -j does. conn starts at once; each other session connects in its own thread, so that
+    its connection time overlaps the first statements instead of delaying them.
     """
     work: queue.Queue[dict[str, Any]] = queue.Queue()
     for entry in sorted(todo, key=lambda e: -_work_size(e)):
         work.put(entry)
+    used: list[Any] = []  # the sessions that ran at least one statement
 
     def worker(session: Any) -> None:
         while True:
@@ -683,6 +711,8 @@ def execute_all(module: AnsibleModule, conn: Any, todo: list[dict[str, Any]], op
                 entry = work.get_nowait()
             except queue.Empty:
                 return
+            if session not in used:
+                used.append(session)
             stmt = build_statement(operation, entry["schema"], entry["table"], full, server_version, entry.get("index"))
             start = time.monotonic()
             try:
@@ -691,31 +721,36 @@ def execute_all(module: AnsibleModule, conn: Any, todo: list[dict[str, Any]], op
                 entry["error"] = _error_text(exc, module.params)
             entry["duration_s"] = round(time.monotonic() - start, 3)
 
-    jobs = max(1, min(module.params["jobs"], len(todo)))
-    extra: list[Any] = []
-    for _n in range(jobs - 1):
+    def extra_worker() -> None:
         session, err = connect(module, autocommit=True)
         if err:
-            module.warn(f"jobs: could not open another session, going on with {1 + len(extra)}: {err}")
-            break
-        set_timeouts(session, lock_ms, statement_ms)
-        extra.append(session)
-    try:
-        threads = [threading.Thread(target=worker, args=(session,), daemon=True) for session in extra]
-        for thread in threads:
-            thread.start()
-        worker(conn)
-        for thread in threads:
-            thread.join()
-    finally:
-        for session in extra:
+            # the other sessions take its share of the work
+            module.warn(f"jobs: could not open another session, the others do its share: {err}")
+            return
+        try:
+            set_timeouts(session, lock_ms, statement_ms)
+            worker(session)
+        except PsycopgError as exc:
+            module.warn(f"jobs: a session failed, the others do its share: {_error_text(exc, module.params)}")
+        finally:
             session.close()
+
+    jobs = max(1, min(module.params["jobs"], len(todo)))
+    threads = [threading.Thread(target=extra_worker, daemon=True) for _n in range(jobs - 1)]
+    for thread in threads:
+        thread.start()
+    worker(conn)
+    for thread in threads:
+        thread.join()
+    return len(used)
 
 
 def run(module: AnsibleModule, conn: Any, result: dict[str, Any], operation: str, listed: list[tuple[str, str]],
         thresholds: Thresholds, lock_ms: str, statement_ms: str) -> None:
     p = module.params
     full = bool(p["full"])
+    timings = result["timings"]
+    started = time.monotonic()
     set_timeouts(conn, lock_ms, statement_ms)
     server_version = conn.info.server_version
     result["server_version"] = server_version
@@ -736,11 +771,15 @@ def run(module: AnsibleModule, conn: Any, result: dict[str, Any], operation: str
     result.update(tables=todo, left_alone=skipped, examined=len(listed) or len(figures),
                   statements=[e["statement"] for e in todo], failed_tables=[],
                   bloated=bloated(candidates(figures, listed), thresholds))
+    timings["read_s"] = _since(started)
     if module.check_mode or not todo:
         result["changed"] = bool(todo)
+        result["summary"] = summary_lines(result, operation, full, ran=False)
         module.exit_json(**result)
 
-    execute_all(module, conn, todo, operation, full, server_version, lock_ms, statement_ms)
+    started = time.monotonic()
+    timings["sessions"] = execute_all(module, conn, todo, operation, full, server_version, lock_ms, statement_ms)
+    timings["statements_s"] = _since(started)
     failed = [e for e in todo if "error" in e]
     done = [e for e in todo if "error" not in e]
     result["failed_tables"] = [e["name"] for e in failed]
@@ -749,7 +788,8 @@ def run(module: AnsibleModule, conn: Any, result: dict[str, Any], operation: str
     # The figures after: PostgreSQL 15 shows a VACUUM or ANALYZE at once, older servers after the stats
     # collector's next message (about 0.5 s), so poll briefly until every table done shows its run.
     # A REINDEX shows at once: its estimate is read from pg_class, not from the statistics.
-    deadline = time.monotonic() + STATS_WAIT_S
+    started = time.monotonic()
+    deadline = started + STATS_WAIT_S
     while True:
         after = {(f["schema"], f["table"]): f for f in read_figures(conn, server)}
         if time.monotonic() >= deadline or all(
@@ -760,10 +800,18 @@ def run(module: AnsibleModule, conn: Any, result: dict[str, Any], operation: str
         entry["after"] = after.get((entry["schema"], entry["table"]))
         entry["bloat_after"] = target_estimate(entry, entry["after"])
         entry["still_crosses"] = still_crosses(entry, entry["after"], operation, thresholds, full=full)
+    timings["reread_s"] = _since(started)
+    result["summary"] = summary_lines(result, operation, full, ran=True) + [
+        f"timings: connect {timings['connect_s']} s, read {timings['read_s']} s, statements {timings['statements_s']} s "
+        f"in {timings['sessions']} session(s), re-read {timings['reread_s']} s"]
     if failed:
         module.fail_json(msg=f"{len(failed)} of {len(todo)} statements failed in database {result['database']}: "
                          + "; ".join(f"{e['name']}: {e['error']}" for e in failed), **result)
     module.exit_json(**result)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ HOSTILE = 'x"; DROP TABLE y; --'
 EXTRA = {"vacuum_databases": [DB]}
 BLOAT_EXTRA = {"vacuum_databases": [BLOAT_DB]}
 MIB = 1024 * 1024
+# the one task that prints the module's lines (the plan in --check, what ran otherwise) and fails on a problem
+REPORT = "Report | the plan and what ran"
 
 pytestmark = pytest.mark.sandbox
 
@@ -95,25 +97,42 @@ def _wait_for(target: Target, ready: Any, timeout: float = 10.0, dbname: str = D
         time.sleep(0.2)
 
 
-def _debug_lines(result: PlaybookResult, task: str) -> list[str]:
-    found = [r for r in result.host_results("sandbox-db", task) if r["event"] == "runner_on_ok"]
-    assert found, f"no {task!r} in the run (rc={result.rc}):\n{result.stdout[-3000:]}"
+def _report(result: PlaybookResult) -> list[str]:
+    """The report's lines: the module's, prefixed with the database, then the count."""
+    found = [r for r in result.host_results("sandbox-db", REPORT) if r["event"] == "runner_on_ok"]
+    assert found, f"no {REPORT!r} in the run (rc={result.rc}):\n{result.stdout[-3000:]}"
     return list(found[-1]["msg"])
+
+
+def _statements(lines: list[str]) -> list[str]:
+    """The lines of the statements (why -> what), without left-alone, bloat, timing and count lines."""
+    return [line for line in lines if " -> " in line and not line.startswith("vacuum: ")]
+
+
+def _failure(result: PlaybookResult) -> str:
+    failed = [r for r in result.host_results("sandbox-db") if r["event"] == "runner_on_failed"]
+    assert len(failed) == 1, failed
+    return failed[0]["msg"]
 
 
 def test_four_runs_vacuum_exactly_the_dirty_tables(vacuum_db: Target) -> None:
     runs = run_four_times(PLAYBOOK, vacuum_db.inventory, read_state=lambda: dead_tuples(vacuum_db),
                           extravars={**EXTRA, "vacuum_jobs": 2})
-    plan = _debug_lines(runs.check, "Plan | one line per table")
-    assert [line.split(": ")[1] for line in plan] == ["public.dirty_a", "public.dirty_b"], plan
-    assert 'VACUUM (ANALYZE) "public"."dirty_a"' in plan[0]
-    report = _debug_lines(runs.check, "Report | what ran")
-    assert report[-1].startswith("vacuum: 2 table(s) would be processed"), report
+    plan = _report(runs.check)
+    assert [line.split(": ")[1] for line in plan[:-1]] == ["public.dirty_a", "public.dirty_b"], plan
+    assert plan[0].startswith(f"{DB}: public.dirty_a: 25000 dead tuples ("), plan
+    assert plan[0].endswith(' -> VACUUM (ANALYZE) "public"."dirty_a"'), plan  # would run: no duration
+    assert plan[-1].startswith("vacuum: 2 table(s) would be processed"), plan
     assert runs.before["dirty_a"] >= 25000 and runs.before["dirty_b"] >= 50000
     assert runs.after == {"clean": 0, "dirty_a": 0, "dirty_b": 0}
-    done = _debug_lines(runs.real, "Report | what ran")
-    assert len(done) == 3 and "dead tuples 25000 -> 0" in done[0], done
-    assert _debug_lines(runs.real_again, "Plan | one line per table") == [f"{DB}: nothing to do (3 tables examined)"]
+    done = _report(runs.real)
+    assert len(done) == 4, done
+    assert re.search(r' -> VACUUM \(ANALYZE\) "public"."dirty_a" in [\d.]+ s; dead tuples 25000 -> 0, changed rows ', done[0])
+    assert re.match(rf"{DB}: timings: connect [\d.]+ s, read [\d.]+ s, statements [\d.]+ s in 2 session\(s\), "
+                    r"re-read [\d.]+ s$", done[2]), done
+    assert done[3] == "vacuum: 2 table(s) processed in 1 database(s) with vacuum_analyze", done
+    assert _report(runs.real_again) == [f"{DB}: nothing to do (3 tables examined)",
+                                        "vacuum: 0 table(s) processed in 1 database(s) with vacuum_analyze"]
 
 
 def test_plan_tag_plans_for_real_and_runs_nothing(vacuum_db: Target) -> None:
@@ -122,9 +141,11 @@ def test_plan_tag_plans_for_real_and_runs_nothing(vacuum_db: Target) -> None:
     result = run_playbook(PLAYBOOK, vacuum_db.inventory, extravars=EXTRA, tags="vacuum_plan")
     assert result.rc == 0, result.stdout[-3000:]
     assert result.changed("sandbox-db") == 0
-    plan = _debug_lines(result, "Plan | one line per table")
-    assert [line.split(": ")[1] for line in plan] == ["public.dirty_a", "public.dirty_b"], plan
-    assert not result.host_results("sandbox-db", "Report | what ran")
+    plan = _report(result)
+    assert [line.split(": ")[1] for line in plan[:-1]] == ["public.dirty_a", "public.dirty_b"], plan
+    assert plan[-1].startswith("vacuum: 2 table(s) would be processed"), plan
+    exported = result.host_results("sandbox-db", "export whether anything changed")
+    assert [r["ansible_facts"] for r in exported] == [{"vacuum_changed": False}], exported
     assert dead_tuples(vacuum_db) == before
 
 
@@ -142,8 +163,9 @@ def test_hostile_table_name_is_vacuumed_as_that_table(vacuum_db: Target) -> None
     assert state["dirty_a"] >= 25000, "a table that was not listed was vacuumed"
     with _connect(vacuum_db, DB) as conn:
         assert conn.execute("SELECT count(*) FROM y").fetchone() == (1,)
-    report = _debug_lines(result, "Report | what ran")
-    assert report[0].startswith(f'{DB}: public."x""; DROP TABLE y; --": VACUUM (ANALYZE) "public"."x""; DROP TABLE y; --"')
+    report = _report(result)
+    assert report[0].startswith(f'{DB}: public."x""; DROP TABLE y; --": 10000 dead tuples '), report
+    assert ' -> VACUUM (ANALYZE) "public"."x""; DROP TABLE y; --" in ' in report[0], report
 
 
 def test_vacuum_full_without_allow_full_is_refused(vacuum_db: Target) -> None:
@@ -154,7 +176,7 @@ def test_vacuum_full_without_allow_full_is_refused(vacuum_db: Target) -> None:
     failed = [r for r in result.host_results("sandbox-db") if r["event"] == "runner_on_failed"]
     assert len(failed) == 1 and "vacuum_allow_full=true" in failed[0]["msg"], failed
     assert "ACCESS EXCLUSIVE" in failed[0]["msg"]
-    assert not result.host_results("sandbox-db", "Plan |"), "a connection was made before the guard"
+    assert not result.host_results("sandbox-db", "Plan and act |"), "a connection was made after the guard failed"
     assert dead_tuples(vacuum_db) == before
 
 
@@ -162,7 +184,7 @@ def test_vacuum_full_with_allow_full(vacuum_db: Target) -> None:
     extra = {**EXTRA, "vacuum_full": True, "vacuum_allow_full": True, "vacuum_tables": ["public.dirty_a"]}
     result = run_playbook(PLAYBOOK, vacuum_db.inventory, extravars=extra)
     assert result.rc == 0, result.stdout[-3000:]
-    assert 'VACUUM (FULL, ANALYZE) "public"."dirty_a"' in _debug_lines(result, "Report | what ran")[0]
+    assert ' -> VACUUM (FULL, ANALYZE) "public"."dirty_a" in ' in _report(result)[0]
     assert dead_tuples(vacuum_db)["dirty_a"] == 0
     again = run_playbook(PLAYBOOK, vacuum_db.inventory, extravars=extra)
     assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
@@ -174,10 +196,8 @@ def test_missing_listed_table_is_one_clear_error(vacuum_db: Target) -> None:
     for check in (True, False):
         result = run_playbook(PLAYBOOK, vacuum_db.inventory, extravars=extra, check=check)
         assert result.rc != 0
-        failed = [r for r in result.host_results("sandbox-db") if r["event"] == "runner_on_failed"]
-        assert len(failed) == 1, failed
-        assert failed[0]["msg"] == f"no such table in database {DB}: public.no_such_table; nothing was run"
-        assert not result.host_results("sandbox-db", "Act |")
+        assert _failure(result) == f"no such table in database {DB}: public.no_such_table; nothing was run"
+        assert [r["event"] for r in result.host_results("sandbox-db", REPORT)] == ["runner_on_failed"]
     assert dead_tuples(vacuum_db) == before
 
 
@@ -188,12 +208,32 @@ def test_lock_timeout_fails_that_table_and_does_the_others(vacuum_db: Target) ->
         result = run_playbook(PLAYBOOK, vacuum_db.inventory, extravars={**EXTRA, "vacuum_lock_timeout": "1s"})
         locker.rollback()
     assert result.rc != 0
-    failed = [r for r in result.host_results("sandbox-db") if r["event"] == "runner_on_failed"]
-    assert len(failed) == 1, failed
-    assert failed[0]["msg"].startswith(f"1 of 2 statements failed in database {DB}: public.dirty_a: "), failed[0]["msg"]
-    assert "lock timeout" in failed[0]["msg"]
+    msg = _failure(result)
+    assert msg.startswith(f"1 of 2 statements failed in database {DB}: public.dirty_a: "), msg
+    assert "lock timeout" in msg
+    # what did run is in the failure too
+    assert re.search(r'public.dirty_b: .* -> VACUUM \(ANALYZE\) "public"."dirty_b" in [\d.]+ s; dead tuples 50000 -> 0', msg)
+    assert ' -> VACUUM (ANALYZE) "public"."dirty_a" FAILED: ' in msg
     state = dead_tuples(vacuum_db)
     assert state["dirty_a"] >= 25000 and state["dirty_b"] == 0
+
+
+def test_a_table_still_crossing_after_the_run_fails_it_and_says_why(vacuum_db: Target) -> None:
+    """A snapshot older than the dead tuples keeps VACUUM from removing them: the verification names the table."""
+    with _connect(vacuum_db, DB) as holder, _connect(vacuum_db, DB) as writer:
+        holder.autocommit = False
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT 1")  # its snapshot holds back the xmin horizon of our own database
+        _dirty(writer, "held", rows=20000, how="update")
+        _wait_for(vacuum_db, lambda d: d.get("held", 0) >= 20000)
+        result = run_playbook(PLAYBOOK, vacuum_db.inventory, extravars={**EXTRA, "vacuum_tables": ["public.held"]})
+        holder.rollback()
+    assert result.rc != 0
+    msg = _failure(result)
+    assert msg.startswith(f"Still crossing after vacuum_analyze: {DB}: public.held: 20000 dead tuples"), msg
+    assert "xmin horizon" in msg
+    assert ' -> VACUUM (ANALYZE) "public"."held" in ' in msg  # it ran: the figures after are what failed
+    assert [r["event"] for r in result.host_results("sandbox-db", REPORT)] == ["runner_on_failed"]
 
 
 @pytest.fixture
@@ -245,23 +285,26 @@ def _bloat_percent(line: str, index: str) -> float:
 def test_reindex_rebuilds_exactly_the_bloated_indexes(bloat_db: Target) -> None:
     runs = run_four_times(PLAYBOOK, bloat_db.inventory, read_state=lambda: relations(bloat_db, "i"),
                           extravars={**BLOAT_EXTRA, "vacuum_operation": "reindex"})
-    plan = _debug_lines(runs.check, "Plan | one line per table")
+    plan = _statements(_report(runs.check))
     assert [line.split(": ")[1] for line in plan] == ["public.bloated", "public.bloated"], plan
     assert _bloat_percent(plan[0], "public.bloated_pkey") >= 85.0, plan
     assert "MiB; thresholds 50.0% and 10.0 MiB) -> " in plan[0], plan
     assert plan[0].endswith(' -> REINDEX INDEX CONCURRENTLY "public"."bloated_pkey"'), plan
     assert _bloat_percent(plan[1], 'public."x""; DROP TABLE y; --"') >= 85.0, plan
     assert plan[1].endswith(' -> REINDEX INDEX CONCURRENTLY "public"."x""; DROP TABLE y; --"'), plan
-    report = _debug_lines(runs.check, "Report | what ran")
+    report = _report(runs.check)
     assert report[-1].startswith("vacuum: 2 table(s) would be processed"), report
+    # the heap's own bloat is not what a reindex gives back: reported, left as it is
+    assert any(line.startswith(f"{BLOAT_DB}: public.bloated table: estimated bloat ")
+               and line.endswith(", left as it is by reindex") for line in report), report
 
     rebuilt = {name for name, was in runs.before.items() if runs.after.get(name) != was}
     assert rebuilt == {"bloated_pkey", HOSTILE}, "an index that is not bloated was rebuilt, or a bloated one was not"
     for name in rebuilt:
         assert runs.after[name][1] * 5 < runs.before[name][1], (name, runs.before[name], runs.after[name])
     assert runs.before["tidy_pkey"][1] > 10 * MIB  # above the byte floor: the ratio kept it out
-    again = _debug_lines(runs.real_again, "Plan | one line per table")
-    assert again == [f"{BLOAT_DB}: nothing to do (3 tables examined)"], again
+    again = _report(runs.real_again)
+    assert f"{BLOAT_DB}: nothing to do (3 tables examined)" in again and not _statements(again), again
     with _connect(bloat_db, BLOAT_DB) as conn:
         assert conn.execute("SELECT count(*) FROM y").fetchone() == (1,)
 
@@ -269,7 +312,7 @@ def test_reindex_rebuilds_exactly_the_bloated_indexes(bloat_db: Target) -> None:
 def test_vacuum_full_takes_the_bloated_table(bloat_db: Target) -> None:
     extra = {**BLOAT_EXTRA, "vacuum_operation": "vacuum", "vacuum_full": True, "vacuum_allow_full": True}
     runs = run_four_times(PLAYBOOK, bloat_db.inventory, read_state=lambda: relations(bloat_db, "r"), extravars=extra)
-    plan = _debug_lines(runs.check, "Plan | one line per table")
+    plan = _statements(_report(runs.check))
     assert len(plan) == 1 and plan[0].startswith(f"{BLOAT_DB}: public.bloated: table estimated bloat "), plan
     assert plan[0].endswith(' -> VACUUM (FULL, ANALYZE) "public"."bloated"'), plan
     assert runs.after["bloated"][1] * 5 < runs.before["bloated"][1]

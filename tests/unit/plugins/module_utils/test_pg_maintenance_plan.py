@@ -23,6 +23,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_maintenance_plan im
     parse_table_name,
     plan,
     still_crosses,
+    summary_lines,
     target_estimate,
     vacuum_options,
 )
@@ -355,3 +356,52 @@ def test_check_thresholds(kw: dict[str, Any], error: str | None) -> None:
                                             (3 * 1024 * 1024 * MIB, "3.0 TiB")])
 def test_human_bytes(size: int | None, text: str) -> None:
     assert human_bytes(size) == text
+
+
+def _entry(statement: str = 'VACUUM (ANALYZE) "public"."t"', **extra: Any) -> dict[str, Any]:
+    return {"schema": "public", "table": "t", "name": "public.t", "reasons": ["25000 dead tuples", "25000 rows changed"],
+            "statement": statement, "before": {"n_dead_tup": 25000, "n_mod_since_analyze": 25000}, **extra}
+
+
+def test_summary_lines_of_a_plan_name_the_reasons_and_the_statement() -> None:
+    result = {"tables": [_entry()], "left_alone": [{"name": "public.u"}], "examined": 2, "bloated": []}
+    assert summary_lines(result, "vacuum_analyze", False, ran=False) == [
+        'public.t: 25000 dead tuples; 25000 rows changed -> VACUUM (ANALYZE) "public"."t"',
+        "public.u: below every threshold, left alone"]
+
+
+def test_summary_lines_after_a_run_give_duration_figures_and_failures() -> None:
+    done = _entry(duration_s=0.42, after={"n_dead_tup": 0, "n_mod_since_analyze": 0})
+    failed = {**_entry(), "name": "public.v", "statement": 'VACUUM (ANALYZE) "public"."v"', "duration_s": 1.0,
+              "error": "canceling statement due to lock timeout"}
+    lines = summary_lines({"tables": [done, failed], "examined": 2}, "vacuum_analyze", False, ran=True)
+    assert lines == [
+        'public.t: 25000 dead tuples; 25000 rows changed -> VACUUM (ANALYZE) "public"."t" in 0.42 s; '
+        "dead tuples 25000 -> 0, changed rows 25000 -> 0",
+        'public.v: 25000 dead tuples; 25000 rows changed -> VACUUM (ANALYZE) "public"."v" FAILED: '
+        "canceling statement due to lock timeout"]
+
+
+def test_summary_lines_of_a_rewrite_give_the_bloat_before_and_after() -> None:
+    entry = _entry('REINDEX INDEX CONCURRENTLY "public"."t_pkey"', index="t_pkey", reasons=["index bloated"],
+                   duration_s=2.5, bloat_before={"bloat_ratio": 0.9}, bloat_after={"bloat_ratio": 0.004})
+    assert summary_lines({"tables": [entry]}, "reindex", False, ran=True) == [
+        'public.t: index bloated -> REINDEX INDEX CONCURRENTLY "public"."t_pkey" in 2.5 s; estimated bloat 90.0% -> 0.4%']
+    vacuum_full = _entry('VACUUM (FULL, ANALYZE) "public"."t"', duration_s=1, bloat_before={"bloat_ratio": 0.5},
+                         bloat_after=None, after=None)
+    assert summary_lines({"tables": [vacuum_full]}, "vacuum", True, ran=True)[0].endswith(
+        "in 1 s; dead tuples 25000 -> ?, changed rows 25000 -> ?; estimated bloat 50.0% -> ?")
+
+
+@pytest.mark.parametrize(
+    ("operation", "full", "left_as_is"),
+    [("vacuum_analyze", False, ["table", "index"]), ("reindex", False, ["table"]), ("vacuum", True, ["index"])],
+)
+def test_summary_lines_report_the_bloat_the_operation_leaves(operation: str, full: bool, left_as_is: list[str]) -> None:
+    base = {"schema": "public", "table": "b", "name": "public.b", "size_bytes": 40 * MIB}
+    found = [{**base, "index": None, "bloat_bytes": 30 * MIB, "bloat_ratio": 0.75},
+             {**base, "index": "B_pkey", "bloat_bytes": 20 * MIB, "bloat_ratio": 0.5}]
+    lines = summary_lines({"tables": [], "examined": 7, "bloated": found}, operation, full, ran=False)
+    expected = {"table": f"public.b table: estimated bloat 75.0% (30.0 MiB), left as it is by {operation}",
+                "index": f'public.b index public."B_pkey": estimated bloat 50.0% (20.0 MiB), left as it is by {operation}'}
+    assert lines == ["nothing to do (7 tables examined)"] + [expected[kind] for kind in left_as_is]
