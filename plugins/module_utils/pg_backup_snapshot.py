@@ -8,7 +8,10 @@ and compare.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 try:
     from psycopg import Error as PsycopgError
@@ -59,15 +62,33 @@ def read_tables(conn: Any, row_counts: str, in_recovery: bool = False) -> list[d
     count(*) FROM ONLY: a partition is counted once, as itself, never again through its parent. On a standby
     pg_dump leaves out unlogged tables' data (a standby has none), so they are left out here too.
     """
+    tables = list_tables(conn, row_counts, in_recovery)
+    if row_counts == "exact":
+        count_rows(conn, tables)
+    return tables
+
+
+def list_tables(conn: Any, row_counts: str, in_recovery: bool = False) -> list[dict[str, Any]]:
+    """The tables read_tables() returns, with rows still None: count_rows() fills them (pg_backup counts while
+    pg_dump runs, in the snapshot pg_dump imported)."""
     tables = [dict(row) for row in conn.execute(SQL_TABLES).fetchall() if not (in_recovery and row["unlogged"])]
     for table in tables:
         table["rows"] = None
-        if row_counts == "exact":
-            query = sql.SQL("SELECT count(*) AS n FROM ONLY {}").format(sql.Identifier(table["schema"], table["name"]))
-            table["rows"] = int(conn.execute(query).fetchone()["n"])
         if row_counts == "none":
             table["rows_estimate"] = None
     return tables
+
+
+def count_rows(conn: Any, tables: list[dict[str, Any]], give_up: Callable[[], bool] | None = None) -> None:
+    """Set every table's rows to its exact count(*) FROM ONLY, in conn's transaction (its snapshot).
+
+    give_up() is asked before each table: pg_backup stops counting once pg_dump has failed.
+    """
+    for table in tables:
+        if give_up and give_up():
+            return
+        query = sql.SQL("SELECT count(*) AS n FROM ONLY {}").format(sql.Identifier(table["schema"], table["name"]))
+        table["rows"] = int(conn.execute(query).fetchone()["n"])
 
 
 def manifest_tables(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:

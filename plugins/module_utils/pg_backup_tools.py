@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +154,40 @@ def find_tool(module: AnsibleModule, bindir: str | None, name: str) -> str:
 def run_tool(module: AnsibleModule, argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run argv as is: no shell, and no expansion of $VARS or ~ in arguments (a database may be named $HOME)."""
     return module.run_command(argv, environ_update=environ or {}, expand_user_and_vars=False, check_rc=False)
+
+
+class RunningTool:
+    """A tool started in the background (argv as is, no shell), so that the module can work while it runs.
+
+    pg_backup counts the rows in the exported snapshot while pg_dump dumps it. stderr goes to a temporary file,
+    not a pipe: a chatty tool can never block on a full pipe while nobody reads it.
+    """
+
+    def __init__(self, argv: list[str], environ: dict[str, str] | None = None) -> None:
+        # messages in English: tool_problems() reads them
+        env = {**os.environ, **(environ or {}), "LC_ALL": "C"}
+        self._stderr = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
+        try:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                            stderr=self._stderr, env=env, close_fds=True)
+        except OSError:
+            self._stderr.close()
+            raise
+
+    def wait(self) -> tuple[int, str]:
+        """(exit code, stderr) once the tool ended."""
+        rc = self.process.wait()
+        self._stderr.seek(0)
+        err = self._stderr.read().decode("utf-8", errors="replace")
+        self._stderr.close()
+        return rc, err
+
+    def kill(self) -> None:
+        """End the tool (the module failed meanwhile) and wait for it, so that nothing writes on afterwards."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._stderr.close()
 
 
 def tool_version(module: AnsibleModule, path: str) -> ToolVersion:

@@ -19,12 +19,14 @@ description:
     count of every table (count(*), see O(row_counts)), the C(pg_class.reltuples) estimates, the migration
     revision (C(alembic_version.version_num), else the newest finished C(_prisma_migrations.migration_name)), the
     server version and the cluster's system identifier (pg_control_system()), so the counts are exactly the
-    rows in the dump and a restore can check it targets the right cluster.
+    rows in the dump and a restore can check it targets the right cluster. The counts run in that session
+    while pg_dump dumps, so they add no wall time when the server has a core to spare.
   - B(Checked.) pg_dump runs as an argument list through C(run_command), never a shell; the password is only in
     its environment (C(PGPASSWORD)). The backup fails when pg_dump exits non-zero B(or) prints a warning or an
     error, when the archive is missing or empty, when C(pg_restore --list) fails or lists no TOC entry, when the
     archive has no data entry for a table that was counted, and (with O(check_data)) when the data does not read
-    back to the end, which is how a truncated archive shows (C(pg_restore --list) reads only the TOC).
+    back to the end, which is how a truncated archive shows (C(pg_restore --list) reads only the TOC). The
+    files' sha256 are computed in a thread meanwhile.
   - B(Atomic.) Everything is written into C(<id>.partial) and renamed to C(<id>) only when every check passed;
     on any failure the partial directory is removed and the module fails with the cause. A directory named
     C(<id>) is therefore always a complete backup. Directories are mode 0700, files 0600; C(manifest.json) is
@@ -36,7 +38,8 @@ description:
     password), C(server_version), C(server_version_num), C(system_identifier), C(pg_dump_version), C(format),
     C(compression), C(jobs), C(archive), C(files) (path, size and sha256 of every file of the archive),
     C(size_bytes), C(toc_entries), C(row_counts), C(tables) (schema, name, rows, rows_estimate),
-    C(migration_tool), C(migration_revision), C(duration_s) and C(verified_at) (null until verified).
+    C(migration_tool), C(migration_revision), C(duration_s), C(data_checked) (whether the data was read back,
+    O(check_data)) and C(verified_at) (null until verified).
 extends_documentation_fragment:
   - runbook.ops.pg
 options:
@@ -53,6 +56,10 @@ options:
     description:
       - V(custom) is one compressed file, C(dump.custom), that C(pg_restore) can restore in parallel.
       - V(directory) is one file per table under C(dump/); only this format dumps in parallel (O(jobs)).
+      - The default V(custom) is the backup benchmark's choice. On its 2-core machine C(--format=directory
+        --jobs=2) was no faster than custom (its tables' data is mostly one table, which one job dumps alone),
+        and one file is simpler to keep and copy. Dumps of many large tables on more cores gain from
+        V(directory) with O(jobs).
     type: str
     choices: [custom, directory]
     default: custom
@@ -68,7 +75,9 @@ options:
         V(none)); V(gzip), V(lz4) or V(zstd) at their default level; or V(lz4:N) (1-12) or V(zstd:N) (1-22).
       - pg_dump 15 and older know gzip only; lz4 and zstd need pg_dump 16 or later. The module asks pg_dump
         its version (C(pg_dump --version)) and refuses, before connecting, what it cannot do.
-      - The default V(gzip:1) is provisional, until the backup benchmark picks one (issue 5).
+      - The default V(gzip:1) is the backup benchmark's choice (C(tests/bench/bench_backup.py), pgbench scale
+        30 with pg_dump 15). It was as fast as no compression (which wrote 36 times more); level 3 took 9-22 %
+        longer and level 6 40-60 % longer, for dumps at most 2 % smaller.
     type: raw
     default: gzip:1
   bindir:
@@ -102,8 +111,10 @@ options:
   check_data:
     description:
       - After the dump, read every data block of the archive back with C(pg_restore --file=/dev/null). This is
-        what finds an archive cut short after its TOC; it costs one single-threaded read and decompression of
-        the whole archive.
+        what finds an archive cut short after its TOC, or a data file of a directory-format dump cut short,
+        even when pg_dump exited 0. It costs one single-threaded read and decompression of the whole archive.
+      - The manifest records it as C(data_checked); M(runbook.ops.pg_backup_verify) then reads the data back
+        only when asked, since matching checksums prove the files are the ones read back here.
     type: bool
     default: true
 attributes:
@@ -312,14 +323,28 @@ manifest:
     duration_s:
       description: Seconds from the start of the module to the checked archive.
       type: float
+    data_checked:
+      description: Whether every data block was read back when the backup was made (O(check_data)).
+      type: bool
     verified_at:
       description: When M(runbook.ops.pg_backup_verify) first verified the backup, UTC; null until then.
       type: str
+timings:
+  description:
+    - Seconds of each step of the backup made, to see where its time goes. C(pg_dump_s) is pg_dump's run,
+      C(row_counts_s) the exact counts that run meanwhile, C(pg_restore_list_s) the TOC read,
+      C(check_data_s) the data read back, C(checks_and_sha256_s) all the checks after the dump with the
+      sha256 hashed meanwhile, C(manifest_s) the manifest written, C(total_s) the module's work in all.
+  returned: when a backup was made
+  type: dict
+  sample: {"row_counts_s": 0.52, "pg_dump_s": 3.1, "pg_restore_list_s": 0.03, "check_data_s": 0.41,
+           "checks_and_sha256_s": 0.45, "manifest_s": 0.002, "total_s": 3.62}
 """
 
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -357,21 +382,22 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_manifest imp
     write_manifest,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_snapshot import (
+    count_rows,
+    list_tables,
     manifest_tables,
     read_identity,
     read_migration,
-    read_tables,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_toc import read_back, read_toc
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import (
     Compression,
+    RunningTool,
     ToolVersion,
     compression_args,
     conninfo,
     dump_argv,
     find_tool,
     parse_compression,
-    run_tool,
     tool_problems,
     tool_version,
 )
@@ -387,8 +413,8 @@ SQL_SNAPSHOT = """
 SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true),
        set_config('idle_in_transaction_session_timeout', '0', true), pg_export_snapshot() AS snapshot"""
 
-# Provisional: the backup benchmark (issue 5) will choose the default. Until then gzip:1, the cheapest gzip
-# level, keeps a dump from being CPU-bound.
+# The backup benchmark's choice (tests/bench/bench_backup.py): the smallest dump among the levels within 10 % of
+# the fastest; level 1 is as fast as none and as small as 3 and 6.
 DEFAULT_COMPRESSION = "gzip:1"
 
 
@@ -450,6 +476,8 @@ class Plan:
     compression_args: list[str]
     now: datetime
     started: float  # time.monotonic() at the start, for duration_s
+    # seconds of each step of the backup, returned as timings: where a backup's time goes
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -511,6 +539,7 @@ def new_manifest(module: AnsibleModule, backup_id: str, plan: Plan, snap: Snapsh
         "migration_tool": snap.migration[0],
         "migration_revision": snap.migration[1],
         "duration_s": None,
+        "data_checked": p["check_data"],
         "verified_at": None,
     }
 
@@ -524,8 +553,19 @@ def restrict_modes(root: str) -> None:
             os.chmod(os.path.join(current, name), 0o600)
 
 
+def lap(plan: Plan, step: str, since: float) -> float:
+    """Record the seconds of step (since a time.monotonic()) in plan.timings; the time now."""
+    now = time.monotonic()
+    plan.timings[step] = round(now - since, 3)
+    return now
+
+
 def check_dump(module: AnsibleModule, partial: str, plan: Plan, snap: Snapshot, manifest: dict[str, Any]) -> None:
-    """Fill the manifest's files, size and TOC count from the archive in partial; BackupError when it is bad."""
+    """Fill the manifest's files, size and TOC count from the archive in partial; BackupError when it is bad.
+
+    The files are hashed in a thread while pg_restore reads the TOC and the data back: hashlib and the
+    subprocess both run outside the GIL, so the sha256 costs next to no wall time.
+    """
     fmt = manifest["format"]
     archive = archive_path(partial, fmt)
     must_have = archive if fmt == "custom" else os.path.join(archive, "toc.dat")
@@ -535,23 +575,52 @@ def check_dump(module: AnsibleModule, partial: str, plan: Plan, snap: Snapshot, 
     if os.path.getsize(must_have) == 0:
         raise BackupError(f"pg_dump exited 0 but {name} is empty")
     restrict_modes(partial)
-    toc = read_toc(module, plan.pg_restore, archive, expect_format=ARCHIVE_HEADER_FORMATS[fmt])
-    # TABLE DATA entries carry the table's oid: every table counted in the snapshot must have one
-    missing = [f"{t['schema']}.{t['name']}" for t in snap.tables if t["oid"] not in toc.data_oids]
-    if missing:
-        raise BackupError(f"the archive has no data entry for {len(missing)} table(s) that were counted: "
-                          + ", ".join(missing[:10]))
-    if module.params["check_data"]:
-        read_back(module, plan.pg_restore, archive)
-    files = tree_files(partial)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashed = pool.submit(tree_files, partial)
+        toc = read_toc(module, plan.pg_restore, archive, expect_format=ARCHIVE_HEADER_FORMATS[fmt])
+        since = lap(plan, "pg_restore_list_s", started)
+        # TABLE DATA entries carry the table's oid: every table counted in the snapshot must have one
+        missing = [f"{t['schema']}.{t['name']}" for t in snap.tables if t["oid"] not in toc.data_oids]
+        if missing:
+            raise BackupError(f"the archive has no data entry for {len(missing)} table(s) that were counted: "
+                              + ", ".join(missing[:10]))
+        if module.params["check_data"]:
+            read_back(module, plan.pg_restore, archive)
+            lap(plan, "check_data_s", since)
+        files = hashed.result()
+    lap(plan, "checks_and_sha256_s", started)
     manifest.update(files=files, size_bytes=sum(f["size"] for f in files), toc_entries=toc.count)
 
 
-def dump(module: AnsibleModule, argv: list[str], partial: str, plan: Plan, snap: Snapshot,
+def run_dump(module: AnsibleModule, conn: Any, argv: list[str], plan: Plan, snap: Snapshot) -> tuple[int, str]:
+    """pg_dump's (exit code, stderr); the exact row counts are read meanwhile, in the snapshot pg_dump imports.
+
+    The counts run in this module's own session, the one that exported the snapshot and keeps it open: they
+    see exactly the rows pg_dump writes, and they cost no wall time beyond the dump's on a server with a core
+    to spare. A failure while counting ends pg_dump.
+    """
+    password = module.params["login_password"]
+    started = time.monotonic()
+    running = RunningTool(argv, {"PGPASSWORD": password} if password else None)
+    try:
+        if module.params["row_counts"] == "exact":
+            # a failed pg_dump fails the backup: no need to count the rest of the database first
+            count_rows(conn, snap.tables, give_up=lambda: running.process.poll() not in (None, 0))
+            lap(plan, "row_counts_s", started)
+    except BaseException:
+        running.kill()
+        raise
+    rc, err = running.wait()
+    lap(plan, "pg_dump_s", started)
+    return rc, err
+
+
+def dump(module: AnsibleModule, conn: Any, argv: list[str], partial: str, plan: Plan, snap: Snapshot,
          manifest: dict[str, Any]) -> None:
     """Run pg_dump into partial, check the archive and write the manifest; BackupError on any problem."""
-    password = module.params["login_password"]
-    rc, _out, err = run_tool(module, argv, {"PGPASSWORD": password} if password else None)
+    rc, err = run_dump(module, conn, argv, plan, snap)
+    manifest["tables"] = manifest_tables(snap.tables)  # with the counts read while pg_dump ran
     detail = redact("; ".join(line.strip() for line in err.splitlines() if line.strip())[:2000], module.params)
     if rc != 0:
         raise BackupError(f"pg_dump failed (exit code {rc}): {detail or 'no message'}")
@@ -561,7 +630,9 @@ def dump(module: AnsibleModule, argv: list[str], partial: str, plan: Plan, snap:
         module.warn(f"pg_dump: {detail}")
     check_dump(module, partial, plan, snap, manifest)
     manifest["duration_s"] = round(time.monotonic() - plan.started, 3)
+    since = time.monotonic()
     write_manifest(partial, manifest)
+    lap(plan, "manifest_s", since)
 
 
 def read_snapshot(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Plan) -> Snapshot:
@@ -582,7 +653,10 @@ def read_snapshot(module: AnsibleModule, result: dict[str, Any], conn: Any, plan
                               now=plan.now, system_identifier=snap.identity["system_identifier"])
         if found:
             exit_reused(module, result, found.path, found.manifest)
-    snap.tables = read_tables(conn, p["row_counts"], snap.identity["in_recovery"])
+    # the exact counts come later, while pg_dump runs (run_dump); in check mode, here
+    snap.tables = list_tables(conn, p["row_counts"], snap.identity["in_recovery"])
+    if module.check_mode and p["row_counts"] == "exact":
+        count_rows(conn, snap.tables)
     tool, revision, warning = read_migration(conn)
     if warning:
         module.warn(redact(warning, p))
@@ -614,7 +688,7 @@ def back_up(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Plan
     manifest = new_manifest(module, backup_id, plan, snap)
     done = False
     try:
-        dump(module, argv, partial, plan, snap, manifest)
+        dump(module, conn, argv, partial, plan, snap, manifest)
         os.rename(partial, path)
         fsync_dir(database_dir(p["backup_dir"], database))
         done = True
@@ -623,7 +697,9 @@ def back_up(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Plan
     finally:
         if not done:
             shutil.rmtree(partial, ignore_errors=True)
-    result.update(changed=True, backup_path=path, archive=archive_path(path, fmt), manifest=manifest)
+    plan.timings["total_s"] = round(time.monotonic() - plan.started, 3)
+    result.update(changed=True, backup_path=path, archive=archive_path(path, fmt), manifest=manifest,
+                  timings=plan.timings)
     module.exit_json(**result)
 
 

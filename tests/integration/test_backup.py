@@ -508,6 +508,10 @@ def test_verify_backup_records_verified_at_once_and_fails_on_a_flipped_byte(smal
     assert runs.real.changed(HOST) == 1
     assert report(runs.check, "Report |")[0].endswith("verified_at would be recorded")
     assert report(runs.real, "Report |")[0].startswith(f"{SMALL_DB}: backup {backup_id} verified (1 files, ")
+    # the backup read its data back when it was made: by default the verification does not read it again
+    assert "data read back" not in report(runs.real, "Report |")[0]
+    again = run("verify_backup.yml", small_db, {**extravars, "verify_backup_check_data": True})
+    assert again.rc == 0 and ", data read back, in " in report(again, "Report |")[0], again.stdout[-3000:]
     assert report(runs.real_again, "Report |")[0].endswith(f"verified before, at {runs.after}")
 
     dump = backup_dir / SMALL_DB / backup_id / "dump.custom"

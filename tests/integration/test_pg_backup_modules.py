@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -274,6 +275,12 @@ def test_manifest_describes_the_backup(source: Target, tmp_path: Path) -> None:
     assert (manifest["format"], manifest["compression"], manifest["jobs"]) == ("custom", "gzip:1", 1)
     assert (manifest["migration_tool"], manifest["migration_revision"]) == ("alembic", REVISION)
     assert manifest["verified_at"] is None and manifest["duration_s"] > 0
+    assert manifest["data_checked"] is True  # read back by default: the verification need not read it again
+    # where the time went; the counts ran while pg_dump did, so they do not add up to the total
+    timings = made["timings"]
+    assert set(timings) == {"row_counts_s", "pg_dump_s", "pg_restore_list_s", "check_data_s", "checks_and_sha256_s",
+                            "manifest_s", "total_s"}, timings
+    assert timings["pg_dump_s"] + timings["checks_and_sha256_s"] <= timings["total_s"]
     assert manifest["created_at"].startswith(f"{made['id'][:4]}-{made['id'][4:6]}-{made['id'][6:8]}T")
 
     archive = path / "dump.custom"
@@ -562,13 +569,52 @@ def test_verify_refuses_a_truncated_custom_dump(source: Target, tmp_path: Path) 
     failed = result(run(source, playbook), "verified")
     assert f"dump.custom: size differs (manifest {len(whole)}, on disk {len(whole) // 2})" in failed["msg"]
 
-    # the same archive, with a manifest that agrees with it: the data reading back is what still catches it
+    # the same archive, with a manifest that agrees with it: the data reading back is what still catches it,
+    # asked for (check_data=true), or by default when the manifest says the backup's run did not read it back
     manifest = json.loads(manifest_file.read_text())
     manifest["files"] = [{"path": "dump.custom", "size": len(whole) // 2,
                           "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}]
     manifest["size_bytes"] = len(whole) // 2
+    assert manifest["data_checked"] is True
     manifest_file.write_text(json.dumps(manifest))
+    asked = play(tmp_path, [verify_task(backup_dir=str(backup_dir), database=SOURCE_DB, check_data=True)],
+                 name="verify-data.yml")
+    done = run(source, asked)
+    failed = result(done, "verified")
+    assert done.rc != 0 and "reading back dump.custom (pg_restore --file=/dev/null) failed" in failed["msg"]
+    manifest_file.write_text(json.dumps({**manifest, "data_checked": False}))
     done = run(source, playbook)
     failed = result(done, "verified")
     assert done.rc != 0 and "reading back dump.custom (pg_restore --file=/dev/null) failed" in failed["msg"]
     assert json.loads(manifest_file.read_text())["verified_at"] is None
+
+
+def test_verify_reads_the_data_back_only_when_the_backup_did_not(source: Target, tmp_path: Path) -> None:
+    """Once per backup: pg_backup reads the data back by default and says so in the manifest (data_checked);
+    the verification then checks the files and the TOC only, unless told to read the data, or the backup did
+    not (check_data=false), or the manifest is from before data_checked was recorded."""
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    made = run(source, play(tmp_path, [backup_task(backup_dir, register="read"),
+                                       backup_task(backup_dir, register="unread", check_data=False)],
+                            name="backup.yml"))
+    assert made.rc == 0, made.stdout[-3000:]
+    read, unread = result(made, "read"), result(made, "unread")
+    assert (read["manifest"]["data_checked"], unread["manifest"]["data_checked"]) == (True, False)
+    assert "check_data_s" in read["timings"] and "check_data_s" not in unread["timings"]
+    old_style = Path(read["backup_path"]).parent / "old-style"
+    shutil.copytree(read["backup_path"], old_style)
+    manifest = json.loads((old_style / "manifest.json").read_text())
+    del manifest["data_checked"]
+    (old_style / "manifest.json").write_text(json.dumps({**manifest, "id": "old-style"}))
+    done = run(source, play(tmp_path, [
+        verify_task(register="of_read", path=read["backup_path"]),
+        verify_task(register="of_unread", path=unread["backup_path"]),
+        verify_task(register="of_old", path=str(old_style)),
+        verify_task(register="asked", path=read["backup_path"], check_data=True),
+        verify_task(register="never", path=unread["backup_path"], check_data=False),
+    ], name="verify.yml"))
+    assert done.rc == 0, done.stdout[-3000:]
+    checked = {name: result(done, name)["data_checked"] for name in ("of_read", "of_unread", "of_old", "asked", "never")}
+    assert checked == {"of_read": False, "of_unread": True, "of_old": True, "asked": True, "never": False}
+    assert all(result(done, name)["duration_s"] >= 0 for name in checked)

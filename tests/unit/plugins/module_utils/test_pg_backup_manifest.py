@@ -68,6 +68,8 @@ def test_valid_manifest_has_no_errors() -> None:
     assert validate_manifest(VALID, database="app", backup_id="20261201T083000Z") == []
     assert validate_manifest(changed(verified_at="2026-12-01T09:00:00.000Z", system_identifier=None,
                                      migration_tool=None, migration_revision=None, host=None, port=None)) == []
+    # data_checked is optional (manifests from before it was recorded), a boolean when there
+    assert validate_manifest(changed(data_checked=True)) == validate_manifest(changed(data_checked=False)) == []
 
 
 @pytest.mark.parametrize(("manifest", "message"), [
@@ -100,6 +102,7 @@ def test_valid_manifest_has_no_errors() -> None:
     (changed(system_identifier=7441234567890123456), "system_identifier must be a string or null"),
     (changed(duration_s=-1), "duration_s must be a number >= 0"),
     (changed(server_version_num="150018"), "server_version_num must be an integer"),
+    (changed(data_checked="yes"), "data_checked must be true or false"),
 ])
 def test_invalid_manifests_say_what_is_wrong(manifest: Any, message: str) -> None:
     errors = validate_manifest(manifest)
@@ -148,6 +151,21 @@ def test_tree_files_lists_every_file_but_the_manifest(tmp_path: Path) -> None:
     assert [(f["path"], f["size"]) for f in files] == [("dump/3351.dat.gz", 7), ("dump/toc.dat", 9)]
     assert files[1]["sha256"] == hashlib.sha256(b"PGDMP toc").hexdigest()
     assert "sha256" not in tree_files(str(tmp_path), digests=False)[0]
+
+
+def test_tree_files_hashes_many_and_large_files_in_threads_like_hashlib(tmp_path: Path) -> None:
+    """Several files, more than the thread pool has threads, and one over the read buffer (4 MiB) with a tail:
+    each digest is that file's own, in path order."""
+    contents = {f"dump/{n:04d}.dat.gz": os.urandom(1000 + n) for n in range(9)}
+    contents["dump/big.dat.gz"] = os.urandom(9 * 1024 * 1024 + 17)
+    contents["dump/empty.dat.gz"] = b""
+    for name, data in contents.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    files = tree_files(str(tmp_path))
+    assert [f["path"] for f in files] == sorted(contents)
+    assert all(f["sha256"] == hashlib.sha256(contents[f["path"]]).hexdigest() and f["size"] == len(contents[f["path"]])
+               for f in files)
 
 
 def flip_byte(root: Path) -> None:

@@ -1,15 +1,17 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""restore_tool(): the pg_restore that pg_backup_verify and pg_restore run, and whether it can read the archive."""
+"""restore_tool(): the pg_restore that pg_backup_verify and pg_restore run, and whether it can read the archive;
+RunningTool: a tool run in the background (pg_dump while pg_backup counts), real processes."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import BackupError
-from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import restore_tool
+from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_tools import RunningTool, restore_tool
 
 
 class Failed(Exception):
@@ -79,3 +81,24 @@ def test_restore_tool_reports_a_pg_restore_that_cannot_tell_its_version(tmp_path
     bindir = bindir_with_pg_restore(tmp_path)
     with pytest.raises(BackupError, match=f"cannot tell the version of {bindir}/pg_restore: broken"):
         restore_tool(FakeModule("", rc=1), bindir, manifest("15.18"))
+
+
+def test_running_tool_gives_exit_code_and_stderr_in_english_with_its_environment() -> None:
+    # more stderr than a pipe holds (64 KiB): it goes to a file, so the tool never blocks on it
+    script = 'printf "%s\\n" "$RUNBOOK_X" >&2; head -c 200000 /dev/zero | tr "\\0" x >&2; echo >&2; echo "$LC_ALL" >&2; exit 3'
+    tool = RunningTool(["sh", "-c", script], {"RUNBOOK_X": "from the environment"})
+    rc, err = tool.wait()
+    lines = err.splitlines()
+    assert rc == 3 and lines[0] == "from the environment" and len(lines[1]) == 200000 and lines[2] == "C"
+
+
+def test_running_tool_kill_ends_the_tool() -> None:
+    started = time.monotonic()
+    tool = RunningTool(["sleep", "30"])
+    tool.kill()
+    assert tool.process.returncode is not None and time.monotonic() - started < 10
+
+
+def test_running_tool_that_cannot_start_raises() -> None:
+    with pytest.raises(OSError):
+        RunningTool(["/nonexistent/pg_dump"])
