@@ -479,3 +479,97 @@ def swap_statements(live: str, replacement: str, keep_as: str, allow: dict[str, 
         swap.append(allow_connections(live, True))
     reopen = [allow_connections(n, True) for n in (live, replacement) if allow[n]]
     return SwapStatements(close, swap, reopen)
+
+
+# ------------------------------------------------------------------------------- the record of a swap, and since
+
+# What pg_database_swap writes (record_path) once a swap committed, and what pg_restore (swap_record) reads to
+# tell whether the database under the name is still the one swapped in, unwritten since. The swap's own
+# transaction id is the horizon: the database took the name, and allowed connections again, in that transaction,
+# so every transaction that could write to it since has a later xid.
+RECORD_VERSION = 1
+# age() of a 32-bit xid is exact only within 2^31 of the next xid; with a margin, an older horizon is "cannot tell".
+MAX_HORIZON_AGE = 2 ** 31 - 2 ** 24
+
+
+def swap_record(*, live: str, oid: int, keep_as: str, keep_as_oid: int, xid: int, system_identifier: str | None,
+                swapped_at: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The record of a committed swap: the database now under live (oid), the xid of the swap's transaction."""
+    return {**data, "version": RECORD_VERSION, "live": live, "oid": oid, "keep_as": keep_as,
+            "keep_as_oid": keep_as_oid, "xid": xid, "system_identifier": system_identifier,
+            "swapped_at": swapped_at}
+
+
+def record_problem(record: Any, *, database: str, oid: int | None, backup_id: str,
+                   system_identifier: str | None) -> str | None:
+    """Why record cannot vouch for database (oid now) as swapped in from backup_id on this cluster, or None."""
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return "the swap record is not one this module writes"
+    if not isinstance(record.get("xid"), int) or isinstance(record.get("xid"), bool) or record["xid"] <= 0:
+        return "the swap record has no transaction id"
+    if record.get("live") != database:
+        return f"the swap record is of database {record.get('live')!r}, not {database!r}"
+    if record.get("backup_id") != backup_id:
+        return f"the last swap recorded put backup {record.get('backup_id')!r} in place, not {backup_id!r}"
+    if oid is None or record.get("oid") != oid:
+        return (f"{database} has oid {oid}, the database the swap put in place had {record.get('oid')}: it was "
+                "replaced since")
+    if system_identifier and record.get("system_identifier") and record["system_identifier"] != system_identifier:
+        return f"the swap record is of cluster {record['system_identifier']}, this is {system_identifier}"
+    return None
+
+
+def horizon_problem(next_xid: int, swap_xid: int) -> str | None:
+    """Why the swap's xid cannot serve as the horizon now (next_xid: the server's next full xid), or None."""
+    if swap_xid >= next_xid:
+        return (f"the swap's transaction id {swap_xid} is not in this server's past (next {next_xid}): "
+                "another cluster, or its transaction ids were reset")
+    if next_xid - swap_xid > MAX_HORIZON_AGE:
+        return f"the swap was {next_xid - swap_xid} transactions ago, too far back to compare transaction ids"
+    return None
+
+
+def compare_unchanged(written: dict[str, int], objects: list[str], record: dict[str, Any]) -> dict[str, Any]:
+    """The check that nothing was written since the swap: rows per table, and tables, columns or indexes."""
+    since = f"since the swap of {record.get('swapped_at') or '?'} (transaction {record['xid']})"
+    rows = {name: n for name, n in sorted(written.items()) if n}
+    if not rows and not objects:
+        return check("unchanged_since_swap", True, f"no row, table, column or index written {since}", 0, 0)
+    parts = []
+    if rows:
+        shown = ", ".join(f"{name} ({n})" for name, n in list(rows.items())[:5])
+        parts.append(f"rows written {since}: {shown}" + (f" and {len(rows) - 5} more tables" if len(rows) > 5 else ""))
+    if objects:
+        parts.append(f"tables, columns or indexes changed {since}: {', '.join(objects[:5])}"
+                     + (f" and {len(objects) - 5} more" if len(objects) > 5 else ""))
+    return check("unchanged_since_swap", False, "; ".join(parts), 0, {"rows": rows, "objects": objects})
+
+
+def horizon_sql(server_version: int) -> str:
+    """The next full xid and the age of the swap's xid (%s, its low 32 bits as text), in the same transaction.
+
+    age() counts from the next xid as the transaction first reads it, so the rows' age(xmin) compare with the
+    swap's on the same scale: a row whose age(xmin) is below the swap's was written after it.
+    """
+    if server_version >= 130000:
+        nxt = "pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::int8"
+    else:
+        nxt = "pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())"
+    return f"SELECT {nxt} AS next_xid, pg_catalog.age(%s::text::xid)::int8 AS swap_age"
+
+
+# A frozen row keeps its xmin (9.4+), and a FrozenTransactionId xmin has age 2^31-1: neither counts as written
+# since. An xmin left from before a wraparound can look recent, which counts as written: never the other way.
+WRITTEN_SQL = "SELECT count(*) AS n, count(*) FILTER (WHERE pg_catalog.age(xmin) < %s) AS written FROM ONLY {}"
+# DDL since the swap: every ALTER TABLE, CREATE/DROP of a table, index or column, TRUNCATE and rewrite writes a
+# new pg_class or pg_attribute row; VACUUM and ANALYZE update pg_class in place, keeping its xmin.
+CHANGED_OBJECTS_SQL = """
+SELECT DISTINCT n.nspname || '.' || c.relname AS name
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
+   AND (pg_catalog.age(c.xmin) < %(age)s
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = c.oid AND pg_catalog.age(a.xmin) < %(age)s))
+ ORDER BY 1"""

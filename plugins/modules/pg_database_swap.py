@@ -80,6 +80,24 @@ options:
     description: Seconds to wait for terminated sessions to end before the rename is tried anyway.
     type: float
     default: 10
+  record_path:
+    description:
+      - "After a swap that committed, write its record to this file (JSON, replaced atomically, mode C(0600)):
+        O(live), the oid of the database now under it, O(keep_as) and its oid, the cluster's system identifier,
+        the time, RV(xid) and the keys of O(record_data)."
+      - RV(xid) is the horizon of the database swapped in - it took the name and allowed connections again in
+        that transaction, so every transaction that wrote to it since has a later id.
+        M(runbook.ops.pg_restore) (O(runbook.ops.pg_restore#module:swap_record)) reads the record to tell that a
+        database is still the one swapped in, with no row written since.
+      - An absolute path, taken as it is (no C(~) or C($VAR) expansion, since a database name may contain a C($)).
+      - A record that cannot be written is a warning, not a failure (the swap has happened; the next restore
+        then cannot tell the database unchanged, and treats it as changed). Not written when the swap was done
+        before (RV(state=done)), nor in check mode.
+    type: str
+  record_data:
+    description: More keys for the record, e.g. C(backup_id). The module's own keys win over these.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -196,6 +214,20 @@ terminated:
   type: list
   elements: int
   sample: [4711]
+swapped:
+  description: Whether this run's swap committed (the names are swapped).
+  returned: always
+  type: bool
+  sample: true
+xid:
+  description: The full (64-bit) transaction id of the swap's transaction.
+  returned: when the swap committed
+  type: int
+  sample: 73921
+record:
+  description: The record written to O(record_path).
+  returned: when O(record_path) is given and the record was written
+  type: dict
 attempts:
   description: How many times the rename transaction was tried.
   returned: when the swap ran
@@ -208,7 +240,11 @@ msg:
   sample: app is now the former app_restore_1; the former app is kept as app_pre_restore_1
 """
 
+import json
+import os
+import tempfile
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -218,6 +254,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError
 from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks import (
     DONE,
     check_database_name,
+    swap_record,
     swap_state,
     swap_statements,
 )
@@ -241,6 +278,12 @@ SELECT pid, pg_catalog.pg_terminate_backend(pid) AS terminated
   FROM pg_catalog.pg_stat_activity
  WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid()"""
 PREPARED_SQL = "SELECT database, gid FROM pg_catalog.pg_prepared_xacts WHERE database = ANY(%s)"
+# the swap transaction's own id (it has one: it renamed), 64 bits with the epoch
+XID_SQL = {True: "SELECT pg_catalog.pg_current_xact_id()::text::int8 AS xid",
+           False: "SELECT pg_catalog.txid_current() AS xid"}
+SYSTEM_IDENTIFIER_SQL = """
+SELECT CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+            THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS system_identifier"""
 
 
 class SwapFailure(Exception):
@@ -257,6 +300,9 @@ def argument_spec() -> dict[str, Any]:
         terminate_sessions={"type": "bool", "default": True},
         lock_timeout={"type": "str", "default": "10s"},
         wait_timeout={"type": "float", "default": 10},
+        # str, not path: Ansible would expand a $ that belongs to a database name in the path
+        record_path={"type": "str"},
+        record_data={"type": "dict", "default": {}},
     )
     return spec
 
@@ -273,6 +319,8 @@ def check_options(module: AnsibleModule, result: dict[str, Any]) -> str:
                         "another one (PostgreSQL cannot rename the database a session is connected to)")
     if p["wait_timeout"] < 0:
         problems.append("wait_timeout cannot be negative")
+    if p["record_path"] is not None and not os.path.isabs(p["record_path"]):
+        problems.append(f"record_path must be an absolute path, not {p['record_path']!r}")
     lock_ms = "0"
     try:
         lock_ms = str(int(round(to_seconds(p["lock_timeout"]) * 1000)))
@@ -308,7 +356,8 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     live, replacement, keep_as = p["live"], p["replacement"], p["keep_as"]
-    result: dict[str, Any] = {"changed": False, "live": live, "replacement": replacement, "keep_as": keep_as}
+    result: dict[str, Any] = {"changed": False, "live": live, "replacement": replacement, "keep_as": keep_as,
+                              "swapped": False}
     lock_ms = check_options(module, result)
 
     conn, err = connect(module, dbname=p["maintenance_db"], autocommit=True)
@@ -372,7 +421,38 @@ def run(module: AnsibleModule, result: dict[str, Any], conn: Any, lock_ms: str) 
                           f"expected {found[replacement]['oid']} and {found[live]['oid']}")
     result["msg"] = (f"{live} is now the former {replacement}; the former {live} is kept as {keep_as}"
                      + (f" ({len(result['terminated'])} sessions terminated)" if result["terminated"] else ""))
+    if p["record_path"]:
+        write_record(module, result, conn, now[live], now[keep_as])
     module.exit_json(**result)
+
+
+def write_record(module: AnsibleModule, result: dict[str, Any], conn: Any, oid: int, keep_as_oid: int) -> None:
+    """Write the swap's record atomically (a temporary file in the same directory, renamed); warn if it fails."""
+    p = module.params
+    path = p["record_path"]
+    try:
+        identifier = conn.execute(SYSTEM_IDENTIFIER_SQL).fetchone()["system_identifier"]
+        record = swap_record(live=p["live"], oid=oid, keep_as=p["keep_as"], keep_as_oid=keep_as_oid,
+                             xid=result["xid"], system_identifier=identifier,
+                             swapped_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             data=p["record_data"])
+        fd, tmp = tempfile.mkstemp(prefix=".swap-record-", dir=os.path.dirname(os.path.abspath(path)))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(record, fh, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except (OSError, PsycopgError) as exc:
+        module.warn(f"the swap committed, but its record {path} could not be written ({first_line(exc, p)}): a "
+                    f"later restore cannot tell that {p['live']} is unchanged since, and treats it as changed")
+        return
+    result["record"] = record
 
 
 def swap(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Any, pair: list[str], lock_ms: str) -> None:
@@ -404,7 +484,9 @@ def swap(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Any, pa
                     conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", [lock_ms])
                     for statement in plan.swap:
                         conn.execute(statement)
+                    result["xid"] = int(conn.execute(XID_SQL[conn.info.server_version >= 130000]).fetchone()["xid"])
                 committed = True
+                result["swapped"] = True
                 return
             except pg_errors.ObjectInUse as exc:
                 # PostgreSQL waited 5 s for a session to leave; end it and try again

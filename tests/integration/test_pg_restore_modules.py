@@ -656,6 +656,47 @@ def test_backup_restore_swap_verify_keeps_acl_and_settings(env: Env) -> None:
     assert ok(run, res)["failed_checks"] == [] and run.changed(HOST) == 0
 
 
+def test_the_swap_record_tells_an_unchanged_database_from_an_updated_one(env: Env) -> None:
+    """swap with record_path -> verify_only with swap_record: passes after VACUUM FREEZE and ANALYZE (nothing
+    written), fails after an UPDATE that keeps every row count; a record of another backup, of a database
+    replaced since, or none, cannot vouch."""
+    live = env.name("app")
+    fill(env, live, items=2000)
+    backup = Path(run_playbook_backup(env, live)["backup_path"])
+    restored, keep = env.name("app_restore"), env.name("app_pre_restore")
+    record = env.backup_dir / f"{live}.swap.json"
+    ok(*env.run("pg_restore", restore_args(env, backup, restored, live)))
+    swap = {"live": live, "replacement": restored, "keep_as": keep, "record_path": str(record),
+            "record_data": {"backup_id": backup.name}}
+    run, res = env.run("pg_database_swap", swap)
+    ok(run, res)
+    written = json.loads(record.read_text())
+    assert res["swapped"] is True and written == res["record"]
+    assert written["xid"] == res["xid"] and written["oid"] == env.oid(live) and written["backup_id"] == backup.name
+    verify = {"backup_path": str(backup), "target_db": live, "like_db": keep, "verify_only": True,
+              "swap_record": str(record)}
+
+    def unchanged() -> dict[str, Any]:
+        run, res = env.run("pg_restore", verify)
+        return next(c for c in res["checks"] if c["name"] == "unchanged_since_swap")
+
+    with env.connect(live) as conn:
+        conn.execute("VACUUM (FREEZE, ANALYZE)")
+    assert unchanged()["ok"], unchanged()
+    with env.connect(live) as conn:
+        conn.execute("UPDATE items SET id = id WHERE id <= 3")  # same rows, same count, new row versions
+    found = unchanged()
+    assert not found["ok"] and "rows written since the swap" in found["msg"] and "(3)" in found["msg"], found
+    failed(*env.run("pg_restore", verify))
+
+    record.write_text(json.dumps({**written, "backup_id": "20000101T000000Z"}))
+    assert "not '" + backup.name + "'" in unchanged()["msg"]
+    record.write_text(json.dumps({**written, "oid": written["oid"] + 1}))
+    assert "it was replaced since" in unchanged()["msg"]
+    record.unlink()
+    assert "there is no swap record" in unchanged()["msg"]
+
+
 def run_playbook_backup(env: Env, db: str) -> dict[str, Any]:
     run, res = env.run("pg_backup", {"login_db": db, "backup_dir": str(env.backup_dir), "bindir": str(BINDIR)})
     return ok(run, res)

@@ -12,7 +12,7 @@ Three targets:
   ran, the restart, the refusals, run_lock's cases;
 - the sandbox's demo-app: a failed restore and its rescue in a single run,
   because other sessions stop and start it too (their restore tests, and
-  `sandbox.py up`, which runs `supervisorctl start all`): the stopped state
+  `sandbox.py up`, which starts every stopped program but the spare workers): the stopped state
   cannot be held across runs, and supervisord's log is the witness of the stop;
 - the fleet's app1 (systemd, demo-app and demo-worker@ instances): the stop,
   the second stop and the start in a single run, so that the shared units
@@ -227,11 +227,21 @@ def _was_running(result: PlaybookResult, host: str) -> list[list[str]]:
             if r["event"] == "runner_on_ok"]
 
 
+def _changed_by(res: dict[str, Any]) -> list[str] | None:
+    """The services one act task changed, in order: the changed items of a loop (systemd), or the processes
+    supervisorctl said it stopped or started (one call for all); None for a task that did not act (skipped)."""
+    if "results" in res:
+        return [item["item"]["name"] for item in res["results"] if item.get("changed")]
+    if "stdout_lines" in res:
+        return [line.rsplit(": ", 1)[0] for line in res["stdout_lines"] if line.endswith((": stopped", ": started"))]
+    return None
+
+
 def _acted(result: PlaybookResult, host: str) -> list[list[str]]:
-    """For each act task that had services to act on, those its module changed, in order (a task with nothing
-    to do is skipped without results)."""
-    return [[item["item"]["name"] for item in r["results"] if item.get("changed")]
-            for r in result.host_results(host, ACT) if "results" in r]
+    """For each act task that had services to act on, those it changed, in order (a task with nothing to do is
+    skipped)."""
+    found = [_changed_by(r) for r in result.host_results(host, ACT)]
+    return [names for names in found if names is not None]
 
 
 def _supervisorctl(config: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
