@@ -31,7 +31,7 @@ fi
 rm -rf "$dest"
 mkdir -p "$dest"
 git ls-files -co --exclude-standard \
-  | grep -vE '^(sandbox|scripts|\.ci|tests/integration|tests/molecule|tests/unit/sandbox|inventories/(sandbox|fleet))/' \
+  | grep -vE '^(sandbox|scripts|\.ci|tests/integration|tests/molecule|tests/queues|tests/unit/sandbox|inventories/(sandbox|fleet))/' \
   | tar -cf - -T - | tar -xf - -C "$dest"
 cd "$dest"
 git init -q . && git add -A >/dev/null

@@ -38,6 +38,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Node packages of the queue tests (real BullMQ and Bull jobs): npm ci into the git-ignored
+# tests/queues/node/node_modules, again only when package-lock.json changes.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing Debian packages: nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+node_stamp=tests/queues/node/node_modules/.package-lock.sha256
+node_want=$(sha256sum tests/queues/node/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+  echo "setup: installing the queue tests' npm packages (tests/queues/node)"
+  (cd tests/queues/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$node_want" > "$node_stamp"
+fi
+
 # runbook.ops resolves to this checkout (see collections_path in ansible.cfg).
 mkdir -p .collections/ansible_collections/runbook
 ln -sfn "$root" .collections/ansible_collections/runbook/ops
