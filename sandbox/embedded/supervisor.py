@@ -21,6 +21,11 @@ PIDFILE = BASE / "supervisord.pid"
 SOCKET = BASE / "supervisor.sock"
 APP_PROGRAM = "demo-app"
 WORKER_PROGRAM = "demo-worker"
+# numprocs: the most workers runbook.ops.worker_scale can run here (it starts and
+# stops single processes; a numprocs change would restart the whole group).
+# Normal state: only the first process runs.
+WORKER_MAX = 4
+WORKER_NORMAL = f"{WORKER_PROGRAM}:{WORKER_PROGRAM}-0"
 S3_PROGRAM = "s3"
 S3_BUCKET = "runbook-backups"
 S3_REGION = "us-east-1"
@@ -86,7 +91,8 @@ redirect_stderr = true
 [program:{WORKER_PROGRAM}]
 command = {py} -m demo_app.worker
 process_name = %(program_name)s-%(process_num)d
-numprocs = 1
+numprocs = {WORKER_MAX}
+autostart = false
 environment = {env}
 stopsignal = TERM
 stopwaitsecs = 30
@@ -127,12 +133,18 @@ def up(state: State) -> None:
     elif changed:
         log("supervisord: configuration changed, updating programs")
         ctl("update")
-    # `start all` is a no-op for running programs and revives stopped ones
-    ctl("start", "all", check=False)
+    # like `start all` (a no-op for running programs, revives stopped ones), but of the
+    # worker group only its first process: the others are worker_scale's to start or stop
+    ctl("start", *_normal_processes(), check=False)
     wait_for("demo app", lambda: port_open(state.ports["app"]))
     wait_for("s3", lambda: port_open(state.ports["s3"]))
     _bucket(state)
     wait_for("demo app health", lambda: app_health(state).get("database") == "ok", timeout=20)
+
+
+def _normal_processes() -> list[str]:
+    names = [line.split()[0] for line in ctl("status", check=False).splitlines() if line.strip()]
+    return [n for n in names if not n.startswith(f"{WORKER_PROGRAM}:") or n == WORKER_NORMAL]
 
 
 def app_health(state: State) -> dict:
