@@ -60,8 +60,8 @@ options:
   backup_dir:
     description:
       - With O(check_only), instead of O(backup_path) - the root of the backups (as given to
-        M(runbook.ops.pg_backup)); the backup is O(backup_id) of O(like_db) there, and C({id}) in O(target_db)
-        and O(keep_as) is replaced by its id. RV(backup_path) returns the backup chosen.
+        M(runbook.ops.pg_backup)); the backup is O(backup_id) of O(like_db) there, and C({id}) in O(target_db),
+        O(keep_as) and O(lock_owner) is replaced by its id. RV(backup_path) returns the backup chosen.
     type: str
   backup_id:
     description: With O(backup_dir), the backup's id, or V(latest) - the newest verified backup.
@@ -98,9 +98,30 @@ options:
         the backup as O(verify_only) does (with O(keep_as)'s properties, ACL and settings, O(smoke_sql) and
         O(swap_record)), and RV(already_restored) says whether it still holds the backup, nothing written since.
         A failed check is no failure of the module here; the playbook decides.
-      - Reports no change.
+      - With O(lock_path), once every guard has passed and the restore is to go ahead (O(keep_as) absent), takes
+        the restore lock in the same call (see O(lock_path)) and reports a change; otherwise reports none.
     type: bool
     default: false
+  lock_path:
+    description:
+      - With O(check_only), the lock file that keeps a second restore of this target out, taken as
+        M(runbook.ops.run_lock) takes it (C(O_CREAT|O_EXCL), mode C(0600), a JSON record with a random token),
+        after the other guards, so that a refused restore never holds it. Its directory must exist.
+      - A lock held by another run fails the module, naming the holder and since when, unless it is older than
+        O(lock_break_after). RV(lock) returns the token; release it with M(runbook.ops.run_lock)
+        (O(runbook.ops.run_lock#module:state=absent)) when the restore is over.
+      - In check mode the lock is read, not taken, and RV(lock) says whether it would be.
+      - Not taken when O(keep_as) exists (the restore either has nothing to do or is refused).
+    type: path
+  lock_owner:
+    description: With O(lock_path), who takes it (written into the lock and shown to a run that finds it taken).
+    type: str
+    default: runbook.ops.pg_restore
+  lock_break_after:
+    description:
+      - With O(lock_path), a lock taken longer ago than this duration (seconds, or V(30m), V(12h)) is stale and is
+        broken (RV(lock.stale)). Unset means never broken. Pick it well above the longest restore.
+    type: raw
   keep_as:
     description: With O(check_only), the name the swap would keep O(like_db) under (the safety copy).
     type: str
@@ -392,6 +413,15 @@ failed_checks:
   type: list
   elements: str
   sample: ["rows public.orders"]
+lock:
+  description:
+    - With O(lock_path) - the lock, as M(runbook.ops.run_lock) returns it (V(token), V(holder), V(stale),
+      V(acquired) or in check mode V(would_acquire)). Absent when the lock was not to be taken (O(keep_as)
+      exists).
+  returned: when O(check_only) and O(lock_path) and the restore is to go ahead
+  type: dict
+  sample: {"token": "3f0c2a9d6b8e4f1a9c7d5e3b1a0f2e4d", "acquired": true, "stale": false,
+           "path": "/var/backups/postgresql/app/.restore.lock"}
 already_restored:
   description: With O(check_only), whether O(like_db) holds the backup already (see O(check_only)).
   returned: with O(check_only)
@@ -477,6 +507,9 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks impo
     restore_failure,
     settings_statements,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.run_lock import (
+    LockError, acquire, break_after_seconds, current_user, os_error_message,
+)
 
 try:
     from psycopg import IsolationLevel, sql
@@ -518,6 +551,9 @@ def argument_spec() -> dict[str, Any]:
         verify_checksums={"type": "bool", "default": True},
         keep_failed={"type": "bool", "default": False},
         bindir={"type": "path"},
+        lock_path={"type": "path"},
+        lock_owner={"type": "str", "default": "runbook.ops.pg_restore"},
+        lock_break_after={"type": "raw"},
     )
     return spec
 
@@ -546,6 +582,12 @@ def check_options(module: AnsibleModule, result: dict[str, Any]) -> None:
                             "(e.g. postgres, or like_db)")
     if p["jobs"] < 1:
         problems.append("jobs must be 1 or more")
+    if p["lock_path"] and not p["check_only"]:
+        problems.append("lock_path goes with check_only (the guards take the lock)")
+    try:
+        break_after_seconds(p["lock_break_after"])
+    except ValueError as err:
+        problems.append(f"lock_break_after: {err}")
     for n, statement in enumerate(p["smoke_sql"], 1):
         if not statement or not statement.strip():
             problems.append(f"smoke_sql {n} is empty")
@@ -556,7 +598,7 @@ def check_options(module: AnsibleModule, result: dict[str, Any]) -> None:
 
 def choose_backup(module: AnsibleModule, result: dict[str, Any]) -> None:
     """With backup_dir: set backup_path to the backup_id (latest: the newest verified) of like_db there, and put
-    its id for {id} in target_db and keep_as. BackupError when there is no such backup."""
+    its id for {id} in target_db, keep_as and lock_owner. BackupError when there is no such backup."""
     p = module.params
     if p["backup_dir"] is None:
         return
@@ -577,7 +619,7 @@ def choose_backup(module: AnsibleModule, result: dict[str, Any]) -> None:
             bad = next((i["error"] for i in listing.invalid if i["id"] == p["backup_id"]), None)
             raise BackupError(f"no complete backup {p['backup_id']} of {where}" + (f": {bad}" if bad else ""))
     p["backup_path"] = chosen.path
-    for key in ("target_db", "keep_as"):
+    for key in ("target_db", "keep_as", "lock_owner"):
         if p[key]:
             p[key] = p[key].replace("{id}", chosen.id)
     result.update(backup_path=chosen.path, target_db=p["target_db"], keep_as=p["keep_as"])
@@ -819,6 +861,25 @@ def restore(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: 
         return redact(str(exc), p)
 
 
+def take_lock(module: AnsibleModule, result: dict[str, Any]) -> None:
+    """check_only, every guard passed: take the restore lock (read it only, in check mode); fail naming its holder."""
+    p = module.params
+    path = p["lock_path"]
+    try:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise RestoreFailure(f"the directory of the lock {path} does not exist")
+        result["lock"] = acquire(path, owner=p["lock_owner"], user=current_user(), token=None,
+                                 break_after=break_after_seconds(p["lock_break_after"]), check_mode=module.check_mode)
+    except LockError as err:
+        result["lock"] = err.result
+        raise RestoreFailure(f"the restore lock {err}. Nothing was changed.") from err
+    except ValueError as err:
+        raise RestoreFailure(f"lock_break_after: {err}") from err
+    except OSError as err:
+        raise RestoreFailure(os_error_message(path, err)) from err
+    result["changed"] = result["lock"]["changed"]
+
+
 def guard(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict[str, Any],
           present: dict[str, int]) -> None:
     """check_only: refuse what the restore must not do, all problems in one message; else say whether like_db
@@ -840,7 +901,10 @@ def guard(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: di
     if problems:
         raise RestoreFailure("; ".join(problems) + ". Nothing was changed.")
     if not result["keep_as_exists"]:
-        result["msg"] = f"backup {manifest['id']} can be restored into {target} and take the place of {like_db}"
+        if p["lock_path"]:
+            take_lock(module, result)
+        result["msg"] = (f"backup {manifest['id']} can be restored into {target} and take the place of {like_db}"
+                         + (f"; {result['lock']['msg']}" if "lock" in result else ""))
         module.exit_json(**result)
     # restored here before: like_db holds the backup still only when it verifies and nothing was written since
     started = time.monotonic()

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from ansible_collections.runbook.ops.plugins.modules import run_lock
-from ansible_collections.runbook.ops.plugins.modules.run_lock import (
+from ansible_collections.runbook.ops.plugins.module_utils import run_lock as lock_utils
+from ansible_collections.runbook.ops.plugins.module_utils.run_lock import (
     LockError, acquire, decide_acquire, decide_release, format_age, parse_record, release, taken_at,
 )
 
@@ -232,10 +233,10 @@ def test_a_breaker_late_to_a_stale_lock_leaves_the_new_one_alone(tmp_path: Path)
     """A read the stale lock, B broke it and took the lock, then A gets to remove what it read."""
     lock = tmp_path / "l"
     _write_lock(lock, token="old", age=2 * HOUR)
-    seen_by_a = run_lock.read_lock(str(lock))
+    seen_by_a = lock_utils.read_lock(str(lock))
     b = _acquire(lock, token="b", break_after=HOUR)
     assert b["stale"]
-    assert run_lock._unlink_if_unchanged(str(lock), seen_by_a) is False
+    assert lock_utils._unlink_if_unchanged(str(lock), seen_by_a) is False
     assert json.loads(lock.read_text())["token"] == "b"
 
 
