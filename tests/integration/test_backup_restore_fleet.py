@@ -19,19 +19,18 @@ import hashlib
 import json
 import os
 import secrets
-import shlex
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import ansible_runner
-import boto3
 import pytest
-import yaml
 
 from tests.conftest import ROOT, Target
+from tests.lib.restore_helpers import DIGEST_SQL, PSQL, BackedUp, Bucket, backup_results, fleet_backup_dir
+from tests.lib.restore_helpers import group_vars, parse_digests, run_every, s3_bucket, ssh
+from tests.lib.restore_helpers import psql as psql_on
 from tests.lib.runner import PlaybookResult, run_playbook
 
 pytestmark = [pytest.mark.fleet, pytest.mark.skipif(os.geteuid() != 0, reason="the fleet needs root podman")]
@@ -42,15 +41,7 @@ DATABASE = "app"
 PROBE = "runbook_fleet_restore_probe"
 SYSTEMD_TASK = "Act | stop, start or restart the systemd units"
 REPORT_TASK = "Report | what was backed up"
-PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
 APP_URL = "http://127.0.0.1:8080"
-# Row count and md5 of the rows in a fixed order, of every user table (the demo app's and ours)
-DIGEST_SQL = """
-SELECT format('%I.%I', schemaname, tablename) || ' ' || (xpath('/row/d/text()', query_to_xml(format(
-         'SELECT count(*) || '':'' || md5(coalesce(string_agg(t::text, ''|'' ORDER BY t::text), '''')) AS d '
-         'FROM %I.%I t', schemaname, tablename), false, true, '')))[1]::text
-  FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
-"""
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -70,21 +61,9 @@ def adhoc(target: Target, host: str, module: str, args: str) -> dict[str, Any]:
     return results[0]
 
 
-def ssh(target: Target, host: str, *argv: str, stdin: str | None = None) -> str:
-    """argv on host over plain ssh (an ad-hoc run costs ~3.5 s, this ~0.2 s): for the many reads."""
-    key, port = target.env["FLEET_SSH_KEY"], target.env[f"FLEET_SSH_PORT_{host.upper()}"]
-    proc = subprocess.run(["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                           "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-i", key, "-p", port, "root@127.0.0.1",
-                           "cd / && " + shlex.join(argv)],  # ssh hands the remote shell one string
-                          text=True, capture_output=True, check=False, timeout=120, input=stdin)
-    assert proc.returncode == 0, f"{host}: {argv}: {proc.stderr}"
-    return proc.stdout
-
-
 def psql(target: Target, sql: str, database: str = DATABASE) -> list[str]:
-    """SQL (on stdin) as postgres on db1 over its unix socket: a peer login, no password anywhere."""
-    out = ssh(target, DB_HOST, "runuser", "-u", "postgres", "--", *PSQL, "-d", database, stdin=sql)
-    return [line for line in out.splitlines() if line]
+    """SQL as postgres on db1, the host restored: a peer login over its unix socket, no password anywhere."""
+    return psql_on(target, DB_HOST, sql, database)
 
 
 def units(target: Target) -> dict[str, tuple[str, str]]:
@@ -122,39 +101,18 @@ def report(result: PlaybookResult) -> list[str]:
 
 
 @dataclass
-class Bucket:
-    client: Any
-    name: str
-
-    def keys(self, prefix: str) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
-        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
-
-    def read(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def delete(self, prefix: str) -> None:
-        for key in self.keys(prefix):
-            self.client.delete_object(Bucket=self.name, Key=key)
-
-
-@dataclass
-class Run:
+class Run(BackedUp):
     """This run's backup_dir and prefix, what was backed up and restored, and the runs."""
 
     target: Target
     bucket: Bucket
     tag: str = field(default_factory=lambda: f"fleet-test-{secrets.token_hex(4)}")
-    backup_id: str = ""
-    at_backup: dict[str, str] = field(default_factory=dict)
-    changed: dict[str, str] = field(default_factory=dict)
     runs: dict[str, PlaybookResult] = field(default_factory=dict)
     units: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def backup_dir(self) -> str:
-        # inside the inventory's runbook_backup_dir, which provisioning made (mode 0700)
-        return f"{_group_vars(self.target, 'postgres')['runbook_backup_dir']}/{self.tag}"
+        return fleet_backup_dir(self.target, self.tag)
 
     @property
     def safety_copy(self) -> str:
@@ -170,26 +128,15 @@ class Run:
             "restore_smoke_sql": [f"SELECT count(*) = 100 FROM public.{PROBE}"]}, **kwargs)
 
     def digests(self, database: str = DATABASE) -> dict[str, str]:
-        return dict(line.split(" ", 1) for line in psql(self.target, DIGEST_SQL, database))
-
-
-def _group_vars(target: Target, group: str) -> dict[str, Any]:
-    return yaml.safe_load((target.inventory / "group_vars" / f"{group}.yml").read_text())
-
-
-def _inventory_all(target: Target) -> dict[str, Any]:
-    return _group_vars(target, "all")
+        return parse_digests(psql(self.target, DIGEST_SQL, database))
 
 
 @pytest.fixture(scope="module")
 def bucket(fleet: Target) -> Bucket:
-    inventory = _inventory_all(fleet)
+    inventory = group_vars(fleet, "all")
     # the controller reaches the address the hosts use: the host side of the fleet's own bridge
     assert fleet.env["S3_ENDPOINT_URL"] == inventory["runbook_s3_endpoint_url"]
-    client = boto3.client("s3", endpoint_url=fleet.env["S3_ENDPOINT_URL"], region_name=inventory["runbook_s3_region"],
-                          aws_access_key_id=inventory["runbook_s3_access_key"],
-                          aws_secret_access_key=inventory["runbook_s3_secret_key"])
-    return Bucket(client, inventory["runbook_s3_bucket"])
+    return s3_bucket(inventory)
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +154,7 @@ def done(fleet: Target, bucket: Bucket) -> Iterator[Run]:
         run.at_backup = run.digests()
         run.runs["backup"] = run.backup()
         assert run.runs["backup"].rc == 0, run.runs["backup"].stdout[-3000:]
-        made = [b for r in run.runs["backup"].host_results(DB_HOST, "Report | export the backups")
-                for b in r.get("ansible_facts", {}).get("backup_results", [])]
+        made = backup_results(run.runs["backup"], DB_HOST)
         assert len(made) == 1 and not made[0]["reused"], made
         run.backup_id = made[0]["id"]
         assert run.digests() == run.at_backup, "something wrote to the database during the backup"
@@ -222,7 +168,7 @@ def done(fleet: Target, bucket: Bucket) -> Iterator[Run]:
             UPDATE public.feature_flags SET enabled = NOT enabled;
             INSERT INTO public.events (event_type, payload) VALUES ('test.after_backup', '{{"run": "{run.tag}"}}');
         """)
-        run.changed = run.digests()
+        run.current = run.digests()
         run.units["before"] = units(fleet)
         run.runs["restore_check"] = run.restore(check=True)
         run.units["after_check"] = units(fleet)
@@ -245,20 +191,13 @@ def drop_safety_copy(run: Run) -> None:
 
 def cleanup(run: Run) -> None:
     """Drop the safety copy and our table, remove the backup and its objects; the writers run."""
-    errors = []
-    for step in (
+    run_every(
         lambda: run.backup_id and drop_safety_copy(run),
         lambda: psql(run.target, f"DROP TABLE IF EXISTS public.{PROBE}"),
         lambda: ssh(run.target, DB_HOST, "rm", "-rf", "--", run.backup_dir),
         lambda: run.bucket.delete(f"{run.tag}/"),
         lambda: ssh(run.target, APP_HOST, "systemctl", "start", *UNITS),
-    ):
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - every step is tried, the first error reported
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+    )
 
 
 # --------------------------------------------------------------------------------------------------- tests
@@ -267,12 +206,12 @@ def cleanup(run: Run) -> None:
 def test_provisioning_made_the_backup_dirs_and_the_inventory_points_at_the_bucket(fleet: Target,
                                                                                   bucket: Bucket) -> None:
     for host, group in (("db1", "postgres"), ("db2", "drill")):
-        pg = _group_vars(fleet, group)
+        pg = group_vars(fleet, group)
         assert ssh(fleet, host, "stat", "-c", "%F %a %U", pg["runbook_backup_dir"]) == "directory 700 root\n", host
         ssh(fleet, host, "test", "-x", f"{pg['runbook_pg_bindir']}/pg_dump")
         # the amazon.aws modules run on the host
         ssh(fleet, host, "python3", "-c", "import boto3, botocore")
-    assert _inventory_all(fleet)["runbook_s3_bucket"] in {b["Name"] for b in bucket.client.list_buckets()["Buckets"]}
+    assert group_vars(fleet, "all")["runbook_s3_bucket"] in {b["Name"] for b in bucket.client.list_buckets()["Buckets"]}
     # the endpoint is on the fleet's bridge, never loopback: the hosts must reach it
     assert not fleet.env["S3_ENDPOINT_URL"].startswith("http://127.")
 
@@ -289,7 +228,7 @@ def test_backup_uploads_every_file_to_the_fleet_bucket(done: Run) -> None:
     assert hashlib.sha256(done.bucket.read(prefix + "dump.custom")).hexdigest() == files["dump.custom"]
     assert manifest["verified_at"]
     # the S3 secret never reaches the output
-    secret = _inventory_all(done.target)["runbook_s3_secret_key"]
+    secret = group_vars(done.target, "all")["runbook_s3_secret_key"]
     assert secret not in result.stdout and secret not in json.dumps(result.events)
 
 
@@ -314,11 +253,11 @@ def test_restore_brings_back_the_backup_with_the_writers_stopped_and_started(don
     result = done.runs["restore"]
     assert result.rc == 0, result.stdout[-3000:]
     assert result.changed(DB_HOST) > 0
-    assert done.changed != done.at_backup
+    assert done.current != done.at_backup
     assert f"public.{PROBE}" in done.at_backup and "public.tenders" in done.at_backup
     # every table (ours and the demo app's) as it was at backup time; the later state is in the safety copy
     assert done.digests() == done.at_backup
-    assert done.digests(done.safety_copy) == done.changed
+    assert done.digests(done.safety_copy) == done.current
     # systemd on app1 stopped both writers (the worker first), then started them, and they run again
     stop, start = systemd_items(result)
     assert stop == [("demo-worker@1", "stopped", True), ("demo-app", "stopped", True)], stop

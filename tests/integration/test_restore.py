@@ -22,8 +22,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import yaml
 from psycopg import sql
 
 from tests.conftest import ROOT, Target
+from tests.lib.restore_helpers import BackedUp, http_status, table_digests
 from tests.lib.runner import FourRuns, PlaybookResult, run_playbook
 
 pytestmark = pytest.mark.sandbox
@@ -51,7 +50,9 @@ HEALTH_URL = APP_VARS["runbook_app_url"].rstrip("/") + APP_VARS["runbook_app_hea
 APP_USER = HOSTS["children"]["postgres"]["hosts"][HOST]["runbook_pg_app_user"]
 TEST_APP = "runbook.ops-tests-restore"
 RESTORE_TASK = "Act | restore the backup into a new database and verify it there"
-RESCUE_FAIL_TASK = "Rescue | fail with the cause (the previous database is in place, the writers run)"
+RESCUE_FAIL_TASK = "Rescue | fail with the cause (the previous database is in place)"
+SWAP_TASK = "Act | put the restored database in the place of the live one, keeping the old one as the safety copy"
+SWAP_BACK_TASK = "Rescue | swap back, the previous database is under its own name again"
 STOP_TASK = "Act | stop the supervisord processes"
 START_TASK = "Act | start the supervisord processes"
 PLAN_TASK = "Plan | one line per service"
@@ -64,15 +65,12 @@ ATTEMPTS = 3
 
 
 @dataclass
-class Scratch:
+class Scratch(BackedUp):
     """One database of ours with its backup in a temporary backup_dir, and what it held at each step."""
 
     target: Target
     backup_dir: Path
     name: str = field(default_factory=lambda: f"restore_pb_test_{secrets.token_hex(4)}")
-    backup_id: str = ""
-    at_backup: dict[str, str] = field(default_factory=dict)  # digests when backed up
-    current: dict[str, str] = field(default_factory=dict)  # digests after the changes made since
 
     def connect(self, dbname: str = "postgres", *, as_app: bool = False) -> psycopg.Connection:
         env = self.target.env
@@ -131,16 +129,8 @@ class Scratch:
 
     def digests(self, db: str | None = None) -> dict[str, str]:
         """Row count and md5 of the rows in a fixed order, for every user table of db (ours by default)."""
-        out = {}
         with self.connect(db or self.name) as conn:
-            tables = conn.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN "
-                                  "('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
-            for schema, table in tables:
-                count, digest = conn.execute(
-                    sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                            "FROM {} t").format(sql.Identifier(schema, table))).fetchone()
-                out[f"{schema}.{table}"] = f"{count}:{digest}"
-        return out
+            return table_digests(conn)
 
     def backup(self) -> None:
         result = run_playbook("backup.yml", self.target.inventory, limit=HOST, extravars={
@@ -181,16 +171,6 @@ def app_state() -> str:
     return fields[1]
 
 
-def health_status() -> int:
-    try:
-        with urllib.request.urlopen(HEALTH_URL, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as err:
-        return err.code
-    except OSError:
-        return -1  # refused or reset: the app is down
-
-
 def app_running() -> tuple[str, int]:
     """demo-app's state and its health status, once it is RUNNING and healthy or after a minute.
 
@@ -200,7 +180,7 @@ def app_running() -> tuple[str, int]:
     """
     deadline = time.monotonic() + APP_SETTLE_S
     while True:
-        state, status = app_state(), health_status()
+        state, status = app_state(), http_status(HEALTH_URL)
         if (state, status) == ("RUNNING", 200) or time.monotonic() > deadline:
             return state, status
         time.sleep(1)
@@ -288,7 +268,9 @@ def four_runs(db: Scratch, *, last: bool) -> FourRuns | None:
         state, status = app_running()
         return {"data": db.digests(), "databases": names,
                 "safety_copy": db.digests(db.safety_copy) if db.safety_copy in names else None,
-                "app": state, "health": status}
+                "app": state, "health": status,
+                # --check only reads the lock; every real run releases it
+                "locked": (db.backup_dir / db.name / ".restore.lock").exists()}
 
     before = read_state()
     check = db.restore(check=True)
@@ -380,10 +362,10 @@ LOCK_PLAY = [{
 def test_restore_brings_back_the_backup_and_keeps_the_safety_copy(restored: tuple[Scratch, FourRuns]) -> None:
     db, runs = restored
     assert runs.before == {"data": db.current, "databases": [db.name], "safety_copy": None,
-                           "app": "RUNNING", "health": 200}
+                           "app": "RUNNING", "health": 200, "locked": False}
     # every table as it was at backup time, the changes made since kept in the safety copy
     assert runs.after == {"data": db.at_backup, "databases": [db.name, db.safety_copy], "safety_copy": db.current,
-                          "app": "RUNNING", "health": 200}
+                          "app": "RUNNING", "health": 200, "locked": False}
     # --check stopped and started nothing; the real run stopped the writers, and started and checked them again
     assert changed_items(runs.check, STOP_TASK) == changed_items(runs.check, START_TASK) == []
     assert APP_PROGRAM in changed_items(runs.real, STOP_TASK)
@@ -451,6 +433,35 @@ def test_failed_restore_rolls_back(shared: Scratch, fault: str) -> None:
     assert app_running() == ("RUNNING", 200)
 
 
+def test_failure_after_the_swap_swaps_back(shared: Scratch) -> None:
+    """The app never answers healthy once the writers are started on the restored database (its health path is
+    made wrong for this run): the rescue renames the previous database back under its name, drops the restored
+    one, and the cause says that the writers did not come back healthy."""
+    for attempt in range(ATTEMPTS):
+        app_running()  # another session may have it stopped: our stop must be the one that stops it
+        result = shared.restore(runbook_app_health_path="/api/no-such-endpoint", service_control_health_retries=2)
+        if APP_PROGRAM in changed_items(result, STOP_TASK) or attempt == ATTEMPTS - 1:
+            break
+        ensure_app_running()
+
+    assert result.rc != 0, result.stdout[-3000:]
+    swapped = result.host_results(HOST, SWAP_TASK)
+    assert swapped and swapped[0]["swapped"] is True, "the fault struck before the swap: nothing to swap back"
+    swapped_back = result.host_results(HOST, SWAP_BACK_TASK)
+    assert swapped_back and swapped_back[0]["swapped"] is True, swapped_back
+    # the previous database, as it was, under its own name; neither the restored one nor a safety copy left
+    assert shared.digests() == shared.current
+    assert shared.ours() == [shared.name]
+    failed = failures(result)
+    tasks = [f["task"] for f in failed]
+    assert tasks[0].startswith("Health |") and tasks[-1] == RESCUE_FAIL_TASK, tasks
+    cause = failed[-1]["msg"]
+    assert "rolled back" in cause and "did not all come back healthy" in cause, cause
+    assert "/api/no-such-endpoint" in cause, cause
+    # supervisord runs the app again (healthy on its real path)
+    assert app_running() == ("RUNNING", 200)
+
+
 def test_second_restore_is_refused_by_the_lock(shared: Scratch, scratch_dir: Path) -> None:
     lock = shared.backup_dir / shared.name / ".restore.lock"
     play = scratch_dir / "lock.yml"
@@ -463,8 +474,9 @@ def test_second_restore_is_refused_by_the_lock(shared: Scratch, scratch_dir: Pat
         result = shared.restore()
         assert result.rc != 0, result.stdout[-3000:]
         failed = failures(result)
-        assert [f["task"] for f in failed] == ["Guards | take the restore lock of this target"], failed
-        assert failed[0]["holder"]["owner"] == "test", failed[0]
+        assert [f["task"] for f in failed] == ["Guards | the backup verifies, the target is the inventory's, the "
+                                               "names are free; take the restore lock"], failed
+        assert failed[0]["lock"]["holder"]["owner"] == "test", failed[0]
         assert f"{lock} is held by test " in failed[0]["msg"], failed[0]["msg"]
         assert_untouched(shared, result)
         assert json.loads(lock.read_text())["token"] == token, "the refused run took or replaced the lock"

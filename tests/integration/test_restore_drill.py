@@ -5,9 +5,10 @@
 Other developers share the server, so the drills here never touch the app database: the "live" database is
 drill_test_rd_<token> (tables of our own and an alembic revision), backed up once by playbooks/backup.yml into a
 temporary backup_dir and uploaded under an S3 key prefix of our own. The local drills use a copy of that
-backup_dir; the bucket test deletes the backup from it and drills the bucket's copy. After every drill the
-scratch database must be gone and the live database's rows (md5 of each table) as before; the evidence JSON
-is read from the run's own evidence directory.
+backup_dir; the bucket test deletes the backup from it and drills the bucket's copy. A second backup, made
+with backup_row_counts=estimate, has no exact count of any table: its drill must not call those counts
+passed. After every drill the scratch database must be gone and the live database's rows (md5 of each table)
+as before; the evidence JSON is read from the run's own evidence directory.
 """
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 import yaml
 from psycopg import sql
 
 from tests.conftest import Target
+from tests.lib.restore_helpers import Bucket, evidence_files, expected_counts, s3_bucket, table_digests
 from tests.lib.runner import PlaybookResult, run_playbook
 
 pytestmark = pytest.mark.sandbox
@@ -39,6 +40,9 @@ PREFIX = f"drilltest-{TOKEN}"
 REVISION = "d7a1c0ffee42"
 REPORT_TASK = "Report | the drill"
 VERDICT_TASK = "Verdict | the drill passed every check"
+PLAN_TASK = "Plan | what the drill will do"
+TABLES = ["public.alembic_version", "public.empty_table", "public.items", "public.orders"]
+NO_COUNT = "the manifest has no exact count for this table"
 SCHEMA_SQL = [
     "CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY)",
     f"INSERT INTO public.alembic_version VALUES ('{REVISION}')",
@@ -66,17 +70,8 @@ def ours(target: Target) -> list[str]:
 
 
 def digests(target: Target, dbname: str = DB) -> dict[str, str]:
-    """Row count and md5 of the rows in a fixed order, for every user table of dbname."""
-    out = {}
     with _connect(target, dbname) as conn:
-        tables = conn.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN "
-                              "('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
-        for schema, table in tables:
-            count, digest = conn.execute(
-                sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                        "FROM {} t").format(sql.Identifier(schema, table))).fetchone()
-            out[f"{schema}.{table}"] = f"{count}:{digest}"
-    return out
+        return table_digests(conn)
 
 
 def run(target: Target, evidence: Path, check: bool = False, **more: Any) -> PlaybookResult:
@@ -94,33 +89,11 @@ def failed_tasks(result: PlaybookResult) -> list[dict[str, Any]]:
     return [r for r in result.host_results(HOST) if r["event"] == "runner_on_failed"]
 
 
-def evidence_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.json")) if directory.exists() else []
-
-
 def only_evidence(directory: Path) -> dict[str, Any]:
     files = evidence_files(directory)
     assert len(files) == 1, files
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     return json.loads(files[0].read_text())
-
-
-def expected_counts(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {f"{t['schema']}.{t['name']}": {"backup": t["rows"], "restored": t["rows"], "passed": True}
-            for t in manifest["tables"]}
-
-
-@dataclass(frozen=True)
-class Bucket:
-    name: str
-    client: Any
-
-    def keys(self) -> list[str]:
-        """Every key under our prefix, all pages."""
-        found: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=PREFIX + "/"):
-            found += [obj["Key"] for obj in page.get("Contents", [])]
-        return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -150,12 +123,7 @@ def make_backup(target: Target, backup_dir: Path, **more: Any) -> tuple[str, dic
 
 def _bucket(target: Target) -> Bucket:
     """The inventory's bucket with the inventory's credentials."""
-    inventory = yaml.safe_load((target.inventory / "hosts.yml").read_text())["all"]["vars"]
-    client = boto3.client("s3", endpoint_url=inventory["runbook_s3_endpoint_url"],
-                          region_name=inventory["runbook_s3_region"],
-                          aws_access_key_id=inventory["runbook_s3_access_key"],
-                          aws_secret_access_key=inventory["runbook_s3_secret_key"])
-    return Bucket(inventory["runbook_s3_bucket"], client)
+    return s3_bucket(yaml.safe_load((target.inventory / "hosts.yml").read_text())["all"]["vars"])
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +146,7 @@ def live(sandbox: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         with _connect(sandbox) as conn:
             for name in ours(sandbox):
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        for key in bucket.keys():
-            bucket.client.delete_object(Bucket=bucket.name, Key=key)
+        bucket.delete(PREFIX + "/")
 
 
 def assert_untouched(live: Live) -> None:
@@ -199,7 +166,11 @@ def test_drill_passes_writes_the_evidence_and_leaves_nothing_behind(live: Live, 
 
     found = only_evidence(evidence)
     m = live.manifest
+    assert found["format_version"] == 2
     assert found["passed"] is True and found["failed_checks"] == [] and found["error"] is None
+    assert found["verdict"] == "passed" and found["counts_compared"] is True and found["not_compared_checks"] == []
+    assert found["summary"] == {"checks": len(found["checks"]), "passed": len(found["checks"]), "failed": 0,
+                                "not_compared": 0, "tables": len(TABLES)}
     assert (found["host"], found["database"], found["scratch_database"]) == (HOST, DB, live.scratch)
     assert found["scratch_dropped"] is True
     assert found["backup"]["id"] == live.backup_id and found["backup"]["source"] == "local"
@@ -208,7 +179,7 @@ def test_drill_passes_writes_the_evidence_and_leaves_nothing_behind(live: Live, 
     assert found["row_counts"] == expected_counts(m)
     assert found["row_counts"]["public.items"]["restored"] == 700
     checks = {c["name"]: c for c in found["checks"]}
-    assert all(c["passed"] for c in checks.values())
+    assert all(c["passed"] is True and c["status"] == "passed" for c in checks.values())
     assert checks["migration_revision"]["actual"] == {"tool": "alembic", "revision": REVISION}
     assert checks["smoke_sql 1"]["sql"] == "SELECT count(*) = 700 FROM public.items"
     assert found["versions"]["pg_dump"] == m["pg_dump_version"]
@@ -216,7 +187,10 @@ def test_drill_passes_writes_the_evidence_and_leaves_nothing_behind(live: Live, 
     assert found["started_at"] < found["finished_at"]
     assert found["durations_s"]["restore"] > 0 and found["durations_s"]["verification"] > 0
     assert found["durations_s"]["download"] is None
-    assert "PASSED" in report(first) and str(evidence_files(evidence)[0]) in report(first)
+    assert "PASSED, " in report(first) and str(evidence_files(evidence)[0]) in report(first)
+    assert f"{len(found['checks'])} passed, 0 failed, 0 not compared" in report(first)
+    plan = [r for r in first.host_results(HOST, PLAN_TASK) if r["event"] == "runner_on_ok"]
+    assert plan and plan[0]["msg"][2] == "row counts: the manifest has an exact count of every table", plan
 
 
 def test_failing_smoke_sql_fails_naming_it_and_still_drops_the_scratch_database(live: Live, tmp_path: Path) -> None:
@@ -234,14 +208,98 @@ def test_failing_smoke_sql_fails_naming_it_and_still_drops_the_scratch_database(
     assert found["scratch_dropped"] is True
     checks = {c["name"]: c for c in found["checks"]}
     assert checks["smoke_sql 1"]["passed"] is True and checks["smoke_sql 2"]["passed"] is False
+    assert checks["smoke_sql 2"]["status"] == "failed" and found["verdict"] == "failed"
+    assert found["summary"]["failed"] == 1 and found["summary"]["not_compared"] == 0
     assert found["row_counts"] == expected_counts(live.manifest)
+
+
+@pytest.fixture(scope="module")
+def uncounted(live: Live, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A real backup of DB without exact counts (backup_row_counts=estimate, kept local): its backup_dir and id."""
+    backup_dir = tmp_path_factory.mktemp("drill-estimate")
+    backup_id, manifest = make_backup(live.target, backup_dir, backup_row_counts="estimate", backup_s3_bucket="")
+    assert manifest["row_counts"] == "estimate" and manifest["verified_at"]
+    assert sorted(f"{t['schema']}.{t['name']}" for t in manifest["tables"]) == TABLES
+    assert all(t["rows"] is None for t in manifest["tables"]), manifest["tables"]
+    return backup_dir, backup_id
+
+
+def assert_not_compared(row: dict[str, Any], restored: int | None) -> None:
+    assert row == {"backup": None, "restored": restored, "status": "not_compared", "passed": None,
+                   "reason": NO_COUNT}, row
+
+
+def test_drill_of_a_backup_without_exact_counts_fails_naming_the_tables(live: Live, uncounted: tuple[Path, str],
+                                                                        tmp_path: Path) -> None:
+    """restore_drill_require_counts=true (the default): presence alone is no drill of the rows."""
+    backup_dir, backup_id = uncounted
+    evidence = tmp_path / "evidence"
+    result = run(live.target, evidence, restore_drill_backup_dir=str(backup_dir))
+    assert result.rc != 0 and result.changed(HOST) > 0, result.stdout[-3000:]
+    verdict = [r for r in failed_tasks(result) if r["task"] == VERDICT_TASK]
+    assert verdict, result.stdout[-3000:]
+    assert (f"FAILED: the row counts of 4 table(s) were not compared ({', '.join(TABLES)}): the manifest has no "
+            "exact count for them") in verdict[0]["msg"], verdict[0]["msg"]
+    assert "restore_drill_require_counts=false" in verdict[0]["msg"]
+    plan = [r for r in result.host_results(HOST, PLAN_TASK) if r["event"] == "runner_on_ok"]
+    assert plan and plan[0]["msg"][2].startswith("4 of 4 tables have no exact row count in the manifest "
+                                                 "(row_counts estimate)"), plan
+    assert "the drill will fail" in plan[0]["msg"][2]
+    assert_untouched(live)
+
+    found = only_evidence(evidence)
+    assert found["backup"]["id"] == backup_id and found["scratch_dropped"] is True
+    assert found["passed"] is False and found["verdict"] == "failed"
+    assert found["counts_compared"] is False and found["require_counts"] is True
+    # nothing failed: the counts were not compared, which is what fails this drill
+    assert found["failed_checks"] == [] and found["error"] is None
+    assert found["not_compared_checks"] == [f"rows {t}" for t in TABLES]
+    assert sorted(found["row_counts"]) == TABLES
+    for row in found["row_counts"].values():
+        assert_not_compared(row, None)  # no table counted: no count to compare with
+    checks = {c["name"]: c for c in found["checks"]}
+    assert all(checks[f"rows {t}"]["status"] == "not_compared" and checks[f"rows {t}"]["passed"] is None
+               for t in TABLES), checks
+    assert found["summary"] == {"checks": len(checks), "passed": len(checks) - 4, "failed": 0, "not_compared": 4,
+                                "tables": 4}
+    assert "FAILED, " in report(result) and f"{len(checks) - 4} passed, 0 failed, 4 not compared" in report(result)
+
+
+def test_drill_with_require_counts_off_passes_with_a_warning_marking_the_uncounted_table(live: Live,
+                                                                                       tmp_path: Path) -> None:
+    """One table without a count, as a manifest written before its table was counted has it (rows: null); the
+    other tables are compared as ever. The manifest's own content is not checksummed: the files it lists are."""
+    backup_dir = tmp_path / "backups"
+    shutil.copytree(live.backup_dir / DB / live.backup_id, backup_dir / DB / live.backup_id)
+    manifest = json.loads(json.dumps(live.manifest))
+    orders = next(t for t in manifest["tables"] if t["name"] == "orders")
+    orders["rows"] = None
+    (backup_dir / DB / live.backup_id / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    evidence = tmp_path / "evidence"
+    result = run(live.target, evidence, restore_drill_backup_dir=str(backup_dir),
+                 restore_drill_require_counts=False)
+    assert result.rc == 0, result.stdout[-3000:]
+    assert_untouched(live)
+
+    found = only_evidence(evidence)
+    assert found["passed"] is True and found["verdict"] == "passed_with_warnings"
+    assert found["counts_compared"] is False and found["require_counts"] is False
+    assert found["failed_checks"] == [] and found["not_compared_checks"] == ["rows public.orders"]
+    # counted in the scratch database (the other tables have counts), but there is nothing to compare it with
+    assert_not_compared(found["row_counts"].pop("public.orders"), 123)
+    assert found["row_counts"] == {k: v for k, v in expected_counts(live.manifest).items() if k != "public.orders"}
+    checks = len(found["checks"])
+    assert found["summary"] == {"checks": checks, "passed": checks - 1, "failed": 0, "not_compared": 1, "tables": 4}
+    line = report(result)
+    assert "PASSED WITH WARNINGS, " in line and f"{checks - 1} passed, 0 failed, 1 not compared" in line, line
+    assert "the row counts of 1 table(s) were not compared (public.orders)" in line, line
 
 
 def test_check_mode_plans_and_creates_and_writes_nothing(live: Live, tmp_path: Path) -> None:
     evidence = tmp_path / "evidence"
     result = run(live.target, evidence, check=True, restore_drill_backup_dir=str(live.backup_dir))
     assert result.rc == 0, result.stdout[-3000:]
-    plan = [r for r in result.host_results(HOST, "Plan | what the drill will do") if r["event"] == "runner_on_ok"]
+    plan = [r for r in result.host_results(HOST, PLAN_TASK) if r["event"] == "runner_on_ok"]
     assert plan and live.backup_id in plan[0]["msg"][0] and live.scratch in plan[0]["msg"][1]
     assert "no evidence written" in report(result)
     assert not evidence.exists()
@@ -291,7 +349,7 @@ def test_refuses_a_scratch_name_over_63_bytes(live: Live, tmp_path: Path) -> Non
 def test_drill_from_the_bucket(live: Live, tmp_path: Path) -> None:
     base = f"{PREFIX}/{DB}/{live.backup_id}"
     uploaded = sorted([f"{base}/{f['path']}" for f in live.manifest["files"]] + [f"{base}/manifest.json"])
-    assert live.bucket.keys() == uploaded
+    assert live.bucket.keys(PREFIX + "/") == uploaded
     shutil.rmtree(live.uploaded_dir / DB / live.backup_id)  # where backup.yml made it: only the bucket has it now
 
     download_dir = tmp_path / "downloads"

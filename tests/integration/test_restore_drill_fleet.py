@@ -21,19 +21,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import stat
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-import yaml
 
 from tests.conftest import Target
+from tests.lib.restore_helpers import DIGEST_SQL, Bucket, backup_results, evidence_files, expected_counts
+from tests.lib.restore_helpers import fleet_backup_dir, group_vars, parse_digests, psql, run_every, s3_bucket, ssh
 from tests.lib.runner import PlaybookResult, run_playbook
 
 pytestmark = [pytest.mark.fleet, pytest.mark.skipif(os.geteuid() != 0, reason="the fleet needs root podman")]
@@ -44,35 +42,10 @@ DATABASE = "app"
 PROBE = "public.tenders"
 # well-formed (time-based), never made: backup.yml names backups after the time they were taken
 MISSING_ID = "20000101T000000Z"
-PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
-# Row count and md5 of the rows in a fixed order, of every user table
-DIGEST_SQL = """
-SELECT format('%I.%I', schemaname, tablename) || ' ' || (xpath('/row/d/text()', query_to_xml(format(
-         'SELECT count(*) || '':'' || md5(coalesce(string_agg(t::text, ''|'' ORDER BY t::text), '''')) AS d '
-         'FROM %I.%I t', schemaname, tablename), false, true, '')))[1]::text
-  FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
-"""
 RAN_EVENTS = ("runner_on_ok", "runner_on_failed")
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-
-
-def ssh(target: Target, host: str, *argv: str, stdin: str | None = None) -> str:
-    """argv on host over plain ssh, as root: for the reads (an ad-hoc run costs ~3.5 s, this ~0.2 s)."""
-    key, port = target.env["FLEET_SSH_KEY"], target.env[f"FLEET_SSH_PORT_{host.upper()}"]
-    proc = subprocess.run(["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                           "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-i", key, "-p", port, "root@127.0.0.1",
-                           "cd / && " + shlex.join(argv)],  # ssh hands the remote shell one string
-                          text=True, capture_output=True, check=False, timeout=120, input=stdin)
-    assert proc.returncode == 0, f"{host}: {argv}: {proc.stderr}"
-    return proc.stdout
-
-
-def psql(target: Target, host: str, sql: str, database: str = DATABASE) -> list[str]:
-    """SQL (on stdin) as postgres on host over its unix socket: a peer login, no password anywhere."""
-    out = ssh(target, host, "runuser", "-u", "postgres", "--", *PSQL, "-d", database, stdin=sql)
-    return [line for line in out.splitlines() if line]
 
 
 def databases(target: Target, host: str) -> list[str]:
@@ -80,17 +53,13 @@ def databases(target: Target, host: str) -> list[str]:
 
 
 def digests(target: Target, host: str) -> dict[str, str]:
-    return dict(line.split(" ", 1) for line in psql(target, host, DIGEST_SQL))
+    return parse_digests(psql(target, host, DIGEST_SQL, DATABASE))
 
 
 def listing(target: Target, host: str, directory: str) -> list[str]:
     """Every path under directory on host (find, sorted), or ["missing"]."""
     out = ssh(target, host, "sh", "-c", 'test -e "$1" && find "$1" -mindepth 1 | sort || echo missing', "sh", directory)
     return out.split()
-
-
-def group_vars(target: Target, group: str) -> dict[str, Any]:
-    return yaml.safe_load((target.inventory / "group_vars" / f"{group}.yml").read_text())
 
 
 def ran(result: PlaybookResult, host: str, task: str) -> list[dict[str, Any]]:
@@ -104,27 +73,6 @@ def report(result: PlaybookResult) -> str:
     return str(found[-1]["msg"])
 
 
-def evidence_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.json")) if directory.exists() else []
-
-
-@dataclass
-class Bucket:
-    client: Any
-    name: str
-
-    def keys(self, prefix: str) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
-        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
-
-    def read(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def delete(self, prefix: str) -> None:
-        for key in self.keys(prefix):
-            self.client.delete_object(Bucket=self.name, Key=key)
-
-
 @dataclass
 class Drill:
     """This run's prefix and backup, the state read around the drills, and the runs."""
@@ -135,32 +83,22 @@ class Drill:
     tag: str = field(default_factory=lambda: f"fleet-drill-{secrets.token_hex(4)}")
     backup_id: str = ""
     probe_rows: int = -1
+    # true only in a restore of db1's app database as it was at the backup (set with probe_rows)
+    smoke_sql: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, PlaybookResult] = field(default_factory=dict)
+    backup_dir: str = field(init=False)
+    # a directory of our own on db2 for the runs that must download nothing (the drill uses the default)
+    download_dir: str = field(init=False)
 
-    @property
-    def backup_dir(self) -> str:
-        # inside db1's runbook_backup_dir, which provisioning made (mode 0700)
-        return f"{group_vars(self.target, 'postgres')['runbook_backup_dir']}/{self.tag}"
+    def __post_init__(self) -> None:
+        self.backup_dir = fleet_backup_dir(self.target, self.tag)
+        self.download_dir = f"/var/tmp/{self.tag}"
 
     @property
     def scratch(self) -> str:
         return f"{DATABASE}_drill_{self.backup_id}"
-
-    @property
-    def smoke_sql(self) -> str:
-        """True only in a restore of db1's app database as it was at the backup."""
-        return f"SELECT count(*) = {self.probe_rows} FROM {PROBE}"
-
-    @property
-    def download_dir(self) -> str:
-        """A directory of our own on db2 for the runs that must download nothing (the drill uses the default)."""
-        return f"/var/tmp/{self.tag}"
-
-    @property
-    def s3_url(self) -> str:
-        return f"s3://{self.bucket.name}/{self.tag}/{DATABASE}/{self.backup_id}/"
 
     def evidence(self, name: str) -> Path:
         return self.evidence_root / name
@@ -193,12 +131,7 @@ class Drill:
 
 @pytest.fixture(scope="module")
 def bucket(fleet: Target) -> Bucket:
-    inventory = group_vars(fleet, "all")
-    client = boto3.client("s3", endpoint_url=inventory["runbook_s3_endpoint_url"],
-                          region_name=inventory["runbook_s3_region"],
-                          aws_access_key_id=inventory["runbook_s3_access_key"],
-                          aws_secret_access_key=inventory["runbook_s3_secret_key"])
-    return Bucket(client, inventory["runbook_s3_bucket"])
+    return s3_bucket(group_vars(fleet, "all"))
 
 
 @pytest.fixture(scope="module")
@@ -209,13 +142,13 @@ def done(fleet: Target, bucket: Bucket, tmp_path_factory: pytest.TempPathFactory
     """
     run = Drill(fleet, bucket, tmp_path_factory.mktemp("drill-evidence"))
     try:
-        run.probe_rows = int(psql(fleet, BACKUP_HOST, f"SELECT count(*) FROM {PROBE}")[0])
+        run.probe_rows = int(psql(fleet, BACKUP_HOST, f"SELECT count(*) FROM {PROBE}", DATABASE)[0])
+        run.smoke_sql = f"SELECT count(*) = {run.probe_rows} FROM {PROBE}"
         backup = run_playbook("backup.yml", fleet.inventory, limit=BACKUP_HOST, extravars={
             "backup_dir": run.backup_dir, "backup_create_dir": True, "backup_s3_prefix": run.tag})
         run.runs["backup"] = backup
         assert backup.rc == 0, backup.stdout[-3000:]
-        made = [b for r in backup.host_results(BACKUP_HOST, "Report | export the backups")
-                for b in r.get("ansible_facts", {}).get("backup_results", [])]
+        made = backup_results(backup, BACKUP_HOST)
         assert len(made) == 1, made
         run.backup_id = made[0]["id"]
         run.manifest = json.loads(bucket.read(f"{run.tag}/{DATABASE}/{run.backup_id}/manifest.json"))
@@ -235,20 +168,13 @@ def done(fleet: Target, bucket: Bucket, tmp_path_factory: pytest.TempPathFactory
 
 def cleanup(run: Drill) -> None:
     """Drop the scratch database if our drill left it; remove the backup, its objects and our directory on db2."""
-    errors = []
-    for step in (
+    run_every(
         lambda: run.scratch_left_by_us() and psql(run.target, DRILL_HOST,
                                                   f'DROP DATABASE IF EXISTS "{run.scratch}" WITH (FORCE)', "postgres"),
         lambda: ssh(run.target, DRILL_HOST, "rm", "-rf", "--", run.download_dir),
         lambda: ssh(run.target, BACKUP_HOST, "rm", "-rf", "--", run.backup_dir),
         lambda: run.bucket.delete(f"{run.tag}/"),
-    ):
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - every step is tried, the first error reported
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+    )
 
 
 # --------------------------------------------------------------------------------------------------- tests
@@ -257,15 +183,15 @@ def cleanup(run: Drill) -> None:
 def test_db2_is_another_server_without_the_backup(done: Drill) -> None:
     """The premise of a cross-host drill: another cluster, an app database without db1's tables, no local copy."""
     ident = "SELECT system_identifier FROM pg_control_system()"
-    assert psql(done.target, BACKUP_HOST, ident) != psql(done.target, DRILL_HOST, ident)
+    assert psql(done.target, BACKUP_HOST, ident, DATABASE) != psql(done.target, DRILL_HOST, ident, DATABASE)
     assert done.probe_rows > 0 and PROBE in done.state["before"]["db1 rows"]
-    assert psql(done.target, DRILL_HOST, f"SELECT to_regclass('{PROBE}') IS NULL") == ["t"]
+    assert psql(done.target, DRILL_HOST, f"SELECT to_regclass('{PROBE}') IS NULL", DATABASE) == ["t"]
     assert done.state["before"]["db2 backup_dir"] == []
     prefix = f"{done.tag}/{DATABASE}/{done.backup_id}/"
     files = sorted(prefix + f["path"] for f in done.manifest["files"])
     assert done.bucket.keys(f"{done.tag}/") == sorted([*files, prefix + "manifest.json"])
     assert done.manifest["verified_at"]
-    # exact counts (backup_row_counts=exact, the default): a null count would be checked for presence only
+    # exact counts (backup_row_counts=exact, the default): a null count would be not_compared, failing the drill
     counts = {f"{t['schema']}.{t['name']}": t["rows"] for t in done.manifest["tables"]}
     assert all(isinstance(n, int) for n in counts.values()) and counts[PROBE] == done.probe_rows, counts
 
@@ -280,20 +206,21 @@ def test_drill_on_db2_restores_db1s_backup_from_the_bucket_and_passes(done: Dril
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     found = json.loads(files[0].read_text())
     assert found["passed"] is True and found["failed_checks"] == [] and found["error"] is None
+    # every table's exact count compared: nothing merely present
+    assert found["verdict"] == "passed" and found["counts_compared"] is True and found["not_compared_checks"] == []
     assert (found["host"], found["database"], found["scratch_database"]) == (DRILL_HOST, DATABASE, done.scratch)
     assert found["scratch_dropped"] is True
     # db1's backup (latest under our prefix), from the bucket
     assert found["backup"]["id"] == done.backup_id
-    assert found["backup"]["source"] == "bucket" and found["backup"]["location"] == done.s3_url
+    s3_url = f"s3://{done.bucket.name}/{done.tag}/{DATABASE}/{done.backup_id}/"
+    assert found["backup"]["source"] == "bucket" and found["backup"]["location"] == s3_url
     assert found["backup"]["created_at"] == done.manifest["created_at"]
     assert found["versions"]["pg_dump"] == done.manifest["pg_dump_version"]
     # every table of the manifest, with the manifest's count, and no other
-    expected = {f"{t['schema']}.{t['name']}": {"backup": t["rows"], "restored": t["rows"], "passed": True}
-                for t in done.manifest["tables"]}
-    assert found["row_counts"] == expected
+    assert found["row_counts"] == expected_counts(done.manifest)
     assert found["row_counts"][PROBE]["restored"] == done.probe_rows
     checks = {c["name"]: c for c in found["checks"]}
-    assert checks and all(c["passed"] for c in checks.values()), checks
+    assert checks and all(c["passed"] is True and c["status"] == "passed" for c in checks.values()), checks
     # only db1's data satisfies it: db2's own app database has no such table
     assert checks["smoke_sql 1"]["sql"] == done.smoke_sql
     assert found["durations_s"]["download"] > 0 and found["durations_s"]["restore"] > 0
