@@ -45,8 +45,15 @@ GLOBAL_STATES: dict[str, tuple[str, ...]] = {
     "celery": ("unacked",),
 }
 
+# Celery's default queue: kombu keeps no list of queues, so this is the name read when none is given.
+DEFAULT_QUEUE: dict[str, str] = {"celery": "celery"}
+
 KOMBU_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 KOMBU_SEP = "\x06\x16"
+KOMBU_BINDING_PREFIX = "_kombu.binding."  # one set per exchange
+KOMBU_UNACKED = "unacked"  # and unacked_index, unacked_mutex
+# Sidekiq's library-wide sorted sets: (state in Stats' words, key)
+SIDEKIQ_SETS: tuple[tuple[str, str], ...] = (("scheduled", "schedule"), ("retry", "retry"), ("dead", "dead"))
 BULL_MARKER_PREFIX = "0:"
 
 
@@ -124,12 +131,11 @@ def queue_probes(library: str, prefix: str, queue: str, now: float) -> list[Prob
 
 def global_probes(library: str, prefix: str, processes: Sequence[str] = ()) -> list[Probe]:
     if library == "sidekiq":
-        sets = (("scheduled", "schedule"), ("retry", "retry"), ("dead", "dead"))
-        probes = [Probe(state, (("ZCARD", sidekiq_key(prefix, name)),)) for state, name in sets]
+        probes = [Probe(state, (("ZCARD", sidekiq_key(prefix, name)),)) for state, name in SIDEKIQ_SETS]
         probes.append(Probe("busy", tuple(("HGET", sidekiq_key(prefix, p), "busy") for p in processes), "sum"))
         return probes
     if library == "celery":
-        return [Probe("unacked", (("HLEN", f"{prefix}unacked"),))]
+        return [Probe("unacked", (("HLEN", f"{prefix}{KOMBU_UNACKED}"),))]
     return []
 
 
@@ -149,6 +155,30 @@ def fold(probe: Probe, replies: Sequence[Any]) -> Any:
             return length - 1 if length > 1 else 0
         return length
     return int(replies[0] or 0)
+
+
+def prefix_for(library: str, given: Optional[str]) -> str:
+    """The prefix option, or the library's default when it is not given (an empty string is a prefix)."""
+    return DEFAULT_PREFIX[library] if given is None else given
+
+
+# --- every key of a library (the flush guard's patterns) --------------------------------------------
+
+def key_patterns(library: str, prefix: str) -> tuple[str, ...]:
+    """SCAN MATCH patterns and exact names that find a library's keys: a database holding one holds its jobs.
+
+    BullMQ, Bull and RQ write every key under ``<prefix>:``; kombu and Sidekiq write fixed names (after an
+    optional prefix), of which these exist whenever a queue does. The flush guard's defaults come from here.
+    """
+    p = glob_escape(prefix)
+    if library in ("bullmq", "bull", "rq"):
+        return (f"{p}:*",)
+    if library == "celery":
+        return (p + DEFAULT_QUEUE["celery"], f"{p}{KOMBU_BINDING_PREFIX}*", f"{p}{KOMBU_UNACKED}*")
+    if library == "sidekiq":
+        names = ("queue:*", "queues", *(set_key for _state, set_key in SIDEKIQ_SETS))
+        return tuple(sidekiq_key(p, name) for name in names)
+    raise ValueError(f"unknown library {library!r}")
 
 
 # --- discovery ---------------------------------------------------------------------------------------

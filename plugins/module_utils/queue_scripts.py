@@ -21,12 +21,37 @@ Sources followed (MIT-licensed libraries, read in node_modules and site-packages
   dependents and dependencies sets, its results stream and executions.
 - SIDEKIQ_PUSH: Sidekiq's SortedEntry#retry -> Client.push: remove from the set, SADD queues, LPUSH
   queue:<name> (the payload itself is prepared in Python: retry_count - 1, enqueued_at now).
+
+The scripts that act on job ids start with _JOBS: a loop over the ids (eachJob) and the two checks
+the libraries' scripts share (the lifo push, a failed-set score against the cutoff).
 """
 from __future__ import annotations
 
-BULLMQ_RETRY = r"""
--- KEYS: base, events, failed, wait, meta, active, marker, prioritized, pc; ARGV: reset attempts, ids...
+_JOBS = r"""
 local rcall = redis.call
+-- apply(id) for each job id in ARGV[first], ARGV[first + 1], ...; returns the ids it returned true for
+local function eachJob(first, apply)
+  local done = {}
+  for i = first, #ARGV do
+    if apply(ARGV[i]) then done[#done + 1] = ARGV[i] end
+  end
+  return done
+end
+-- LPUSH, or RPUSH for a job added with opts.lifo (BullMQ's and Bull's addJob)
+local function pushCommand(jobKey)
+  local ok, opts = pcall(cjson.decode, rcall("HGET", jobKey, "opts") or "{}")
+  if ok and type(opts) == "table" and opts["lifo"] then return "RPUSH" end
+  return "LPUSH"
+end
+-- whether id is in the sorted set with a score (finishedOn) at or below the cutoff
+local function scoredBy(set, id, cutoff)
+  local score = rcall("ZSCORE", set, id)
+  return score and tonumber(score) <= tonumber(cutoff)
+end
+"""
+
+BULLMQ_RETRY = _JOBS + r"""
+-- KEYS: base, events, failed, wait, meta, active, marker, prioritized, pc; ARGV: reset attempts, ids...
 local attrs = rcall("HMGET", KEYS[5], "paused", "concurrency")
 local pausedOrMaxed = attrs[1] and true or false
 if not pausedOrMaxed and attrs[2] then
@@ -37,60 +62,49 @@ if not maxEvents then
   maxEvents = 10000
   rcall("HSET", KEYS[5], "opts.maxLenEvents", maxEvents)
 end
-local moved = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
+local moved = eachJob(2, function(id)
   local jobKey = KEYS[1] .. id
-  if rcall("EXISTS", jobKey) == 1 and rcall("ZREM", KEYS[3], id) == 1 then
-    if ARGV[1] == "1" then
-      rcall("HDEL", jobKey, "finishedOn", "processedOn", "failedReason", "atm")
-    else
-      rcall("HDEL", jobKey, "finishedOn", "processedOn", "failedReason")
-    end
-    local priority = tonumber(rcall("HGET", jobKey, "priority")) or 0
-    if priority == 0 then
-      local push = "LPUSH"
-      local ok, opts = pcall(cjson.decode, rcall("HGET", jobKey, "opts") or "{}")
-      if ok and type(opts) == "table" and opts["lifo"] then push = "RPUSH" end
-      rcall(push, KEYS[4], id)
-    else
-      local counter = rcall("INCR", KEYS[9])
-      rcall("ZADD", KEYS[8], priority * 0x100000000 + counter % 0x100000000, id)
-    end
-    local parentKey = rcall("HGET", jobKey, "parentKey")
-    if parentKey and rcall("EXISTS", parentKey) == 1 then
-      if rcall("ZREM", parentKey .. ":unsuccessful", jobKey) == 1 or rcall("HDEL", parentKey .. ":failed", jobKey) == 1 then
-        rcall("SADD", parentKey .. ":dependencies", jobKey)
-      end
-    end
-    rcall("XADD", KEYS[2], "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", id, "prev", "failed")
-    moved[#moved + 1] = id
+  if rcall("EXISTS", jobKey) == 0 or rcall("ZREM", KEYS[3], id) == 0 then return false end
+  if ARGV[1] == "1" then
+    rcall("HDEL", jobKey, "finishedOn", "processedOn", "failedReason", "atm")
+  else
+    rcall("HDEL", jobKey, "finishedOn", "processedOn", "failedReason")
   end
-end
+  local priority = tonumber(rcall("HGET", jobKey, "priority")) or 0
+  if priority == 0 then
+    rcall(pushCommand(jobKey), KEYS[4], id)
+  else
+    local counter = rcall("INCR", KEYS[9])
+    rcall("ZADD", KEYS[8], priority * 0x100000000 + counter % 0x100000000, id)
+  end
+  local parentKey = rcall("HGET", jobKey, "parentKey")
+  if parentKey and rcall("EXISTS", parentKey) == 1 then
+    if rcall("ZREM", parentKey .. ":unsuccessful", jobKey) == 1 or rcall("HDEL", parentKey .. ":failed", jobKey) == 1 then
+      rcall("SADD", parentKey .. ":dependencies", jobKey)
+    end
+  end
+  rcall("XADD", KEYS[2], "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", id, "prev", "failed")
+  return true
+end)
 if #moved > 0 and not pausedOrMaxed then rcall("ZADD", KEYS[7], 0, "0") end
 return moved
 """
 
-BULLMQ_REMOVE = r"""
+BULLMQ_REMOVE = _JOBS + r"""
 -- KEYS: base, events, failed; ARGV: cutoff (ms, finishedOn), ids...
-local rcall = redis.call
-local removed = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local score = rcall("ZSCORE", KEYS[3], id)
-  if score and tonumber(score) <= tonumber(ARGV[1]) then
-    local jobKey = KEYS[1] .. id
-    local deid = rcall("HGET", jobKey, "deid")
-    if deid then
-      local dedupKey = KEYS[1] .. "de:" .. deid
-      if rcall("GET", dedupKey) == id then rcall("DEL", dedupKey, KEYS[1] .. "dn:" .. deid) end
-    end
-    rcall("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed",
-          jobKey .. ":failed", jobKey .. ":unsuccessful")
-    rcall("ZREM", KEYS[3], id)
-    removed[#removed + 1] = id
+local removed = eachJob(2, function(id)
+  if not scoredBy(KEYS[3], id, ARGV[1]) then return false end
+  local jobKey = KEYS[1] .. id
+  local deid = rcall("HGET", jobKey, "deid")
+  if deid then
+    local dedupKey = KEYS[1] .. "de:" .. deid
+    if rcall("GET", dedupKey) == id then rcall("DEL", dedupKey, KEYS[1] .. "dn:" .. deid) end
   end
-end
+  rcall("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed",
+        jobKey .. ":failed", jobKey .. ":unsuccessful")
+  rcall("ZREM", KEYS[3], id)
+  return true
+end)
 if #removed > 0 then rcall("XADD", KEYS[2], "*", "event", "cleaned", "count", #removed) end
 return removed
 """
@@ -126,44 +140,32 @@ rcall("XADD", KEYS[5], "*", "event", ARGV[1])
 return 1
 """
 
-BULL_RETRY = r"""
+BULL_RETRY = _JOBS + r"""
 -- KEYS: base, failed, wait, meta-paused, paused; ARGV: now (ms), ids...
-local rcall = redis.call
 local target = KEYS[3]
 if rcall("EXISTS", KEYS[4]) == 1 then target = KEYS[5] end
-local moved = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
+return eachJob(2, function(id)
   local jobKey = KEYS[1] .. id
-  if rcall("EXISTS", jobKey) == 1 and rcall("EXISTS", jobKey .. ":lock") == 0 and rcall("ZREM", KEYS[2], id) == 1 then
-    rcall("HDEL", jobKey, "finishedOn", "processedOn", "failedReason")
-    rcall("HSET", jobKey, "retriedOn", ARGV[1])
-    local push = "LPUSH"
-    local ok, opts = pcall(cjson.decode, rcall("HGET", jobKey, "opts") or "{}")
-    if ok and type(opts) == "table" and opts["lifo"] then push = "RPUSH" end
-    rcall(push, target, id)
-    moved[#moved + 1] = id
+  if rcall("EXISTS", jobKey) == 0 or rcall("EXISTS", jobKey .. ":lock") == 1 or rcall("ZREM", KEYS[2], id) == 0 then
+    return false
   end
-end
-return moved
+  rcall("HDEL", jobKey, "finishedOn", "processedOn", "failedReason")
+  rcall("HSET", jobKey, "retriedOn", ARGV[1])
+  rcall(pushCommand(jobKey), target, id)
+  return true
+end)
 """
 
-BULL_REMOVE = r"""
+BULL_REMOVE = _JOBS + r"""
 -- KEYS: base, failed, priority; ARGV: cutoff (ms, finishedOn), ids...
-local rcall = redis.call
-local removed = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
+return eachJob(2, function(id)
   local jobKey = KEYS[1] .. id
-  local score = rcall("ZSCORE", KEYS[2], id)
-  if score and tonumber(score) <= tonumber(ARGV[1]) and rcall("EXISTS", jobKey .. ":lock") == 0 then
-    rcall("DEL", jobKey, jobKey .. ":logs")
-    rcall("ZREM", KEYS[2], id)
-    rcall("ZREM", KEYS[3], id)
-    removed[#removed + 1] = id
-  end
-end
-return removed
+  if not scoredBy(KEYS[2], id, ARGV[1]) or rcall("EXISTS", jobKey .. ":lock") == 1 then return false end
+  rcall("DEL", jobKey, jobKey .. ":logs")
+  rcall("ZREM", KEYS[2], id)
+  rcall("ZREM", KEYS[3], id)
+  return true
+end)
 """
 
 BULL_PAUSE = r"""
@@ -181,39 +183,29 @@ rcall("PUBLISH", KEYS[4], ARGV[1])
 return 1
 """
 
-RQ_REQUEUE = r"""
+RQ_REQUEUE = _JOBS + r"""
 -- KEYS: failed registry, queue list; ARGV: now (RQ's utcformat), queue name, job key prefix, ids...
-local rcall = redis.call
-local moved = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
+return eachJob(4, function(id)
   local jobKey = ARGV[3] .. id
-  if rcall("EXISTS", jobKey) == 1 and rcall("ZREM", KEYS[1], id) == 1 then
-    rcall("HSET", jobKey, "status", "queued", "started_at", "", "ended_at", "", "enqueued_at", ARGV[1], "origin", ARGV[2])
-    local ttl = tonumber(rcall("HGET", jobKey, "ttl") or "")
-    if ttl and ttl > 0 then rcall("EXPIRE", jobKey, ttl) end
-    rcall("RPUSH", KEYS[2], id)
-    moved[#moved + 1] = id
-  end
-end
-return moved
+  if rcall("EXISTS", jobKey) == 0 or rcall("ZREM", KEYS[1], id) == 0 then return false end
+  rcall("HSET", jobKey, "status", "queued", "started_at", "", "ended_at", "", "enqueued_at", ARGV[1], "origin", ARGV[2])
+  local ttl = tonumber(rcall("HGET", jobKey, "ttl") or "")
+  if ttl and ttl > 0 then rcall("EXPIRE", jobKey, ttl) end
+  rcall("RPUSH", KEYS[2], id)
+  return true
+end)
 """
 
-RQ_DELETE = r"""
+RQ_DELETE = _JOBS + r"""
 -- KEYS: failed registry; ARGV: rq key prefix, ids...
-local rcall = redis.call
-local removed = {}
 local p = ARGV[1]
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  if rcall("ZREM", KEYS[1], id) == 1 then
-    -- Job.delete(); RQ 3.0 spells the dependencies key with two colons
-    rcall("DEL", p .. ":job:" .. id, p .. ":job:" .. id .. ":dependents", p .. ":job::" .. id .. ":dependencies",
-          p .. ":results:" .. id, p .. ":executions:" .. id)
-    removed[#removed + 1] = id
-  end
-end
-return removed
+return eachJob(2, function(id)
+  if rcall("ZREM", KEYS[1], id) == 0 then return false end
+  -- Job.delete(); RQ 3.0 spells the dependencies key with two colons
+  rcall("DEL", p .. ":job:" .. id, p .. ":job:" .. id .. ":dependents", p .. ":job::" .. id .. ":dependencies",
+        p .. ":results:" .. id, p .. ":executions:" .. id)
+  return true
+end)
 """
 
 SIDEKIQ_PUSH = r"""

@@ -2,30 +2,23 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Does a Redis database hold job-queue keys? The guard of runbook.ops.redis_flush.
 
-The key layouts are those the libraries document and write: a database that
-holds any of them is a queue database, and FLUSHDB there deletes jobs.
-Exact names are checked with EXISTS in one pipelined round trip, glob patterns
-with SCAN + MATCH (a large COUNT, so that a big database takes few round
-trips), stopping at the first key found.
+The key layouts are those the libraries document and write (queue_layouts, which the
+queue modules read too): a database that holds any of them is a queue database, and
+FLUSHDB there deletes jobs. Exact names are checked with EXISTS in one pipelined round
+trip, glob patterns with SCAN + MATCH (a large COUNT, so that a big database takes few
+round trips), stopping at the first key found.
 """
 from __future__ import annotations
 
 import fnmatch
 from typing import Any, Iterable, Optional
 
-# Documented key layouts, default prefixes.
-DEFAULT_QUEUE_KEY_PATTERNS: tuple[str, ...] = (
-    "bull:*",               # BullMQ and Bull: bull:<queue>:wait, :active, :meta, :id, ...
-    "rq:*",                 # RQ: rq:queues, rq:queue:<name>, rq:job:<id>, rq:wip:<name>, ...
-    "celery",               # Celery (kombu Redis transport): the default queue's list
-    "_kombu.binding.*",     # kombu exchange bindings, one set per exchange
-    "unacked*",             # kombu: unacked, unacked_index, unacked_mutex
-    "queue:*",              # Sidekiq: queue:<name> lists
-    "queues",               # Sidekiq: the set of queue names
-    "schedule",             # Sidekiq: scheduled jobs (sorted set)
-    "retry",                # Sidekiq: jobs waiting for a retry (sorted set)
-    "dead",                 # Sidekiq: the morgue (sorted set)
-)
+from ansible_collections.runbook.ops.plugins.module_utils import queue_layouts as L
+
+# Every library's keys under its default prefix, in LIBRARIES order: bull:*, rq:*, celery,
+# _kombu.binding.*, unacked*, queue:*, queues, schedule, retry, dead.
+DEFAULT_QUEUE_KEY_PATTERNS: tuple[str, ...] = tuple(dict.fromkeys(
+    pattern for library in L.LIBRARIES for pattern in L.key_patterns(library, L.DEFAULT_PREFIX[library])))
 
 _GLOB_CHARS = frozenset("*?[\\")
 

@@ -4,7 +4,8 @@
 
 One argument spec (documented once, in the runbook.ops.redis doc fragment) and
 one connect() that returns (client, err) instead of raising, so that a module
-can report an unreachable Redis as a finding rather than a traceback.
+can report an unreachable Redis as a finding rather than a traceback; modules
+that change things use connect_or_fail(), and error_message() when a command fails.
 """
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ CLIENT_NAME = "runbook.ops"
 _NEEDS_AUTH = re.compile(r"NOAUTH|[Aa]uthentication required|HELLO must be called with the client already authenticated")
 
 
-def redis_argument_spec() -> dict[str, Any]:
-    """The login options every Redis module takes."""
-    return {
+def redis_argument_spec(**options: dict[str, Any]) -> dict[str, Any]:
+    """The login options every Redis module takes, followed by the module's own options."""
+    spec: dict[str, Any] = {
         "login_host": {"type": "str", "default": "127.0.0.1", "aliases": ["host"]},
         "login_port": {"type": "int", "default": 6379, "aliases": ["port"]},
         "login_user": {"type": "str", "default": "", "aliases": ["user"]},
@@ -51,6 +52,8 @@ def redis_argument_spec() -> dict[str, Any]:
         "validate_certs": {"type": "bool", "default": True},
         "connect_timeout": {"type": "float", "default": 5.0},
     }
+    spec.update(options)
+    return spec
 
 
 def ensure_redis(module: AnsibleModule) -> None:
@@ -89,10 +92,21 @@ def redact(text: str, params: dict[str, Any]) -> str:
     return text.replace(secret, "********") if secret else text
 
 
-def where(params: dict[str, Any]) -> str:
-    """Where we connect, for messages: host:port/db (never the password)."""
+def where(params: dict[str, Any], db: int | None = None) -> str:
+    """Where we connect (to db, if given, instead of login_db), for messages: host:port/db (never the password)."""
     place = params["login_unix_socket"] or f"{params['login_host']}:{params['login_port']}"
-    return f"{place}/{params['login_db']}"
+    return f"{place}/{params['login_db'] if db is None else db}"
+
+
+def first_line(err: Exception) -> str:
+    """The first line of an error's message (redis-py's can run to several), or its type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def error_message(err: Exception, params: dict[str, Any], db: int | None = None) -> str:
+    """What a module fails with when a command fails: where, and the error's first line, without the password."""
+    return redact(f"Redis at {where(params, db)}: {first_line(err)}", params)
 
 
 def connect(module: AnsibleModule, *, db: int | None = None) -> tuple[Any, str | None]:
@@ -103,10 +117,17 @@ def connect(module: AnsibleModule, *, db: int | None = None) -> tuple[Any, str |
         client.ping()
     except RedisError as err:
         client.close()
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         if not module.params["login_password"] and _NEEDS_AUTH.search(first):
             # redis-py's first command (HELLO or CLIENT SETNAME) is refused with a message about that command
             first = "the server requires a password and none was given (login_password, runbook_redis_password)"
-        place = where(module.params if db is None else {**module.params, "login_db": db})
-        return None, redact(f"cannot connect to Redis at {place}: {first}", module.params)
+        return None, redact(f"cannot connect to Redis at {where(module.params, db)}: {first}", module.params)
     return client, None
+
+
+def connect_or_fail(module: AnsibleModule, *, db: int | None = None, **result: Any) -> Any:
+    """connect(), failing the task (with result) when Redis cannot be reached: for modules that change things."""
+    client, err = connect(module, db=db)
+    if client is None:
+        module.fail_json(msg=err, **result)
+    return client

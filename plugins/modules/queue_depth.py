@@ -212,31 +212,28 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import queue_layouts as L
+from ansible_collections.runbook.ops.plugins.module_utils.queue_options import queue_argument_spec
 from ansible_collections.runbook.ops.plugins.module_utils.queue_read import collect, evaluate, merge_thresholds
-from ansible_collections.runbook.ops.plugins.module_utils.redis_login import RedisError, connect, redact, redis_argument_spec
+from ansible_collections.runbook.ops.plugins.module_utils.redis_login import RedisError, connect, redact
 
 
 def argument_spec() -> dict[str, Any]:
-    spec = redis_argument_spec()
-    spec.update(
-        library={"type": "str", "required": True, "choices": list(L.LIBRARIES)},
+    return queue_argument_spec(
         queues={"type": "list", "elements": "str", "default": ["*"]},
-        prefix={"type": "str"},
         states={"type": "list", "elements": "str"},
         oldest_waiting={"type": "bool", "default": True},
         thresholds={"type": "dict", "default": {}},
     )
-    return spec
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     library = params["library"]
-    prefix = L.DEFAULT_PREFIX[library] if params["prefix"] is None else params["prefix"]
+    prefix = L.prefix_for(library, params["prefix"])
     queues = params["queues"]
-    if library == "celery" and queues == ["*"]:
-        queues = ["celery"]
+    if queues == ["*"] and library in L.DEFAULT_QUEUE:  # Celery: no list of queues to match '*' against
+        queues = [L.DEFAULT_QUEUE[library]]
     known = set(L.STATES[library]) | set(L.GLOBAL_STATES.get(library, ()))
     unknown = sorted(set(params["states"] or []) - known)
     if unknown:

@@ -146,24 +146,21 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import queue_actions as A
-from ansible_collections.runbook.ops.plugins.module_utils import queue_layouts as L
+from ansible_collections.runbook.ops.plugins.module_utils.queue_layouts import prefix_for
+from ansible_collections.runbook.ops.plugins.module_utils.queue_options import queue_argument_spec
 from ansible_collections.runbook.ops.plugins.module_utils.queue_read import RoundTrips, discover
-from ansible_collections.runbook.ops.plugins.module_utils.redis_login import RedisError, connect, redact, redis_argument_spec
+from ansible_collections.runbook.ops.plugins.module_utils.redis_login import RedisError, connect_or_fail, redact
 
 
 def argument_spec() -> dict[str, Any]:
-    spec = redis_argument_spec()
-    spec.update(
-        library={"type": "str", "required": True, "choices": list(L.LIBRARIES)},
+    return queue_argument_spec(
         action={"type": "str", "required": True, "choices": list(A.ACTIONS)},
         queues={"type": "list", "elements": "str", "required": True},
-        prefix={"type": "str"},
         max_jobs={"type": "int", "default": 100},
         older_than_days={"type": "float"},
         reset_attempts={"type": "bool", "default": False},
         failed_set={"type": "str", "choices": ["retry", "dead"]},
     )
-    return spec
 
 
 def main() -> None:
@@ -178,11 +175,9 @@ def main() -> None:
         module.fail_json(msg="max_jobs must be at least 1")
     if p["older_than_days"] is not None and p["older_than_days"] < 0:
         module.fail_json(msg="older_than_days must not be negative")
-    prefix = L.DEFAULT_PREFIX[library] if p["prefix"] is None else p["prefix"]
+    prefix = prefix_for(library, p["prefix"])
     failed_set = p["failed_set"] or ("dead" if action == "remove_failed" else "retry")
-    client, err = connect(module)
-    if client is None:
-        module.fail_json(msg=err)
+    client = connect_or_fail(module)
     now = time.time()
     cutoff = now - p["older_than_days"] * 86400 if p["older_than_days"] is not None else None
     report: dict[str, dict[str, Any]] = {}

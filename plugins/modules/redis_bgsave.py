@@ -153,22 +153,19 @@ from ansible_collections.runbook.ops.plugins.module_utils.durations import to_se
 from ansible_collections.runbook.ops.plugins.module_utils.pg_health_verdict import human_duration
 from ansible_collections.runbook.ops.plugins.module_utils.redis_login import (
     RedisError,
-    connect,
-    redact,
+    connect_or_fail,
+    error_message,
     redis_argument_spec,
-    where,
 )
 
 
 def argument_spec() -> dict[str, Any]:
-    spec = redis_argument_spec()
-    spec.update(
+    return redis_argument_spec(
         max_age={"type": "raw", "default": 0},
         force={"type": "bool", "default": False},
         timeout={"type": "raw", "default": "10m"},
         poll_interval={"type": "float", "default": 0.2},
     )
-    return spec
 
 
 def _iso(epoch: int | None) -> str | None:
@@ -244,9 +241,7 @@ def main() -> None:
         module.fail_json(msg="poll_interval must be above 0")
     result: dict[str, Any] = {"changed": False, "bgsave_started": False, "would_bgsave": False,
                               "waited_for_running": False}
-    client, err = connect(module)
-    if err:
-        module.fail_json(msg=err, **result)
+    client = connect_or_fail(module, **result)
     waiter = Waiter(client, timeout, params["poll_interval"])
     try:
         state = read_state(client)
@@ -288,8 +283,7 @@ def main() -> None:
     except TimeoutError as exc:
         module.fail_json(msg=str(exc), **result)
     except RedisError as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        module.fail_json(msg=redact(f"Redis at {where(params)}: {text}", params), **result)
+        module.fail_json(msg=error_message(exc, params), **result)
     finally:
         client.close()
     result.update(rdb_last_save_time=state["last_save"], rdb_last_save_iso=_iso(state["last_save"]),

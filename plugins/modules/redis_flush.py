@@ -144,23 +144,21 @@ from ansible_collections.runbook.ops.plugins.module_utils.redis_flush_guard impo
 )
 from ansible_collections.runbook.ops.plugins.module_utils.redis_login import (
     RedisError,
-    connect,
-    redact,
+    connect_or_fail,
+    error_message,
     redis_argument_spec,
     where,
 )
 
 
 def argument_spec() -> dict[str, Any]:
-    spec = redis_argument_spec()
-    spec.update(
+    return redis_argument_spec(
         database={"type": "int", "required": True},
         queue_key_patterns={"type": "list", "elements": "str", "default": list(DEFAULT_QUEUE_KEY_PATTERNS), "no_log": False},
         force={"type": "bool", "default": False},
         scan_count={"type": "int", "default": 10000},
         asynchronous={"type": "bool", "default": False},
     )
-    return spec
 
 
 def main() -> None:
@@ -173,10 +171,8 @@ def main() -> None:
         module.fail_json(msg="scan_count must be at least 1")
     result: dict[str, Any] = {"changed": False, "database": db, "keys_before": 0, "keys_after": None, "flushed": False,
                               "would_flush": False, "queue_key": None, "queue_key_pattern": None, "scan_calls": 0}
-    client, err = connect(module, db=db)
-    if err:
-        module.fail_json(msg=err, **result)
-    place = f"{where({**params, 'login_db': db})}"
+    client = connect_or_fail(module, db=db, **result)
+    place = where(params, db)
     try:
         result["keys_before"] = client.dbsize()
         if result["keys_before"] == 0:
@@ -197,8 +193,7 @@ def main() -> None:
         result["flushed"] = True
         result["keys_after"] = client.dbsize()
     except RedisError as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        module.fail_json(msg=redact(f"Redis at {place}: {text}", params), **result)
+        module.fail_json(msg=error_message(exc, params, db), **result)
     finally:
         client.close()
     module.exit_json(msg=f"flushed database {db}: {result['keys_before']} keys deleted{forced}", **result)

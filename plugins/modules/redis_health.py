@@ -252,6 +252,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.redis_health_verdict i
 from ansible_collections.runbook.ops.plugins.module_utils.redis_login import (
     RedisError,
     connect,
+    first_line,
     redact,
     redis_argument_spec,
     where,
@@ -264,8 +265,7 @@ CHOICE_OPTIONS = ("evicting_policy_verdict", "evicted_keys_verdict")
 
 
 def argument_spec() -> dict[str, Any]:
-    spec = redis_argument_spec()
-    spec.update(
+    return redis_argument_spec(
         memory_warning_pct={"type": "float", "default": 80},
         memory_critical_pct={"type": "float", "default": 90},
         clients_warning_pct={"type": "float", "default": 80},
@@ -280,7 +280,6 @@ def argument_spec() -> dict[str, Any]:
         evicting_policy_verdict={"type": "str", "default": "warning", "choices": ["ok", "warning", "critical"]},
         evicted_keys_verdict={"type": "str", "default": "warning", "choices": ["ok", "warning", "critical"]},
     )
-    return spec
 
 
 def read_thresholds(module: AnsibleModule) -> dict[str, Any]:
@@ -297,11 +296,6 @@ def read_thresholds(module: AnsibleModule) -> dict[str, Any]:
         module.fail_json(msg="; ".join(errors), thresholds=thresholds)
     thresholds.update({name: module.params[name] for name in CHOICE_OPTIONS})
     return thresholds
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _config_value(reply: Any, name: str) -> str | None:
@@ -329,7 +323,7 @@ def collect(module: AnsibleModule) -> dict[str, Any]:
             raise info
         save_config = _config_value(save, "save")
         if save_config is None:
-            errors["rdb_save_config"] = redact(f"CONFIG GET save refused: {_first_line(save)}", module.params)
+            errors["rdb_save_config"] = redact(f"CONFIG GET save refused: {first_line(save)}", module.params)
         missing = [name for name in ("maxmemory-policy", "maxclients") if name.replace("-", "_") not in info]
         if missing:  # servers before 6.2 do not list them in INFO
             pipe = client.pipeline(transaction=False)
@@ -338,13 +332,13 @@ def collect(module: AnsibleModule) -> dict[str, Any]:
             for name, reply in zip(missing, pipe.execute(raise_on_error=False)):
                 value = _config_value(reply, name)
                 if value is None:
-                    errors[name] = redact(f"CONFIG GET {name} refused: {_first_line(reply)}", module.params)
+                    errors[name] = redact(f"CONFIG GET {name} refused: {first_line(reply)}", module.params)
                 else:
                     info[name.replace("-", "_")] = value
     except RedisError as exc:
         return {"is_available": False, "errors": errors,
                 "error": redact(f"Redis at {where(module.params)} stopped answering during the check: "
-                                f"{_first_line(exc)}", module.params)}
+                                f"{first_line(exc)}", module.params)}
     finally:
         client.close()
     usec = info.get("server_time_usec")
