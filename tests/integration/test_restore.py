@@ -132,9 +132,9 @@ class Scratch(BackedUp):
         with self.connect(db or self.name) as conn:
             return table_digests(conn)
 
-    def backup(self) -> None:
+    def backup(self, **extravars: Any) -> None:
         result = run_playbook("backup.yml", self.target.inventory, limit=HOST, extravars={
-            "backup_databases": self.name, "backup_dir": str(self.backup_dir), "backup_s3_bucket": ""})
+            "backup_databases": self.name, "backup_dir": str(self.backup_dir), "backup_s3_bucket": "", **extravars})
         assert result.rc == 0, result.stdout[-3000:]
         ids = [p.name for p in (self.backup_dir / self.name).iterdir() if p.is_dir()]
         assert len(ids) == 1, ids
@@ -371,6 +371,8 @@ def test_restore_brings_back_the_backup_and_keeps_the_safety_copy(restored: tupl
     assert APP_PROGRAM in changed_items(runs.real, STOP_TASK)
     assert started_again(runs.real), runs.real.stdout[-3000:]
     assert failures(runs.real) == []
+    # every table's rows were compared: the backup has exact counts
+    assert "not compared" not in runs.real.host_results(HOST, "Report | what the restore did")[0]["msg"]
     # the runs after it ended at the guards: the live database holds the backup
     assert acted(runs.check_again) == acted(runs.real_again) == []
 
@@ -520,3 +522,25 @@ def test_restore_again_after_updates_is_not_taken_for_done(restored: tuple[Scrat
     assert "has changed since" in failed[0]["msg"], failed[0]["msg"]
     assert "rows written since the swap" in failed[0]["msg"] and "public.orders" in failed[0]["msg"], failed[0]["msg"]
     assert acted(again) == []
+
+
+def test_restore_of_a_backup_without_exact_counts_says_so(sandbox: Target,
+                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A backup made with estimated row counts restores, but the report and restore_result name every table whose
+    rows could not be compared, instead of passing for fully verified."""
+    db = Scratch(sandbox, tmp_path_factory.mktemp("restore-estimate"))
+    try:
+        db.create()
+        db.backup(backup_row_counts="estimate")
+        result = db.restore(restore_writers=[], restore_allow_running_writers=True)
+        assert result.rc == 0, result.stdout[-3000:]
+        tables = sorted(f"public.{t}" for t in ("audit_log", "customers", "orders", "pgbench_accounts",
+                                                 "pgbench_branches", "pgbench_history", "pgbench_tellers"))
+        report = result.host_results(HOST, "Report | what the restore did")[0]["msg"]
+        assert f"WARNING: the rows of {len(tables)} table(s) were not compared" in report, report
+        assert all(t in report for t in tables), report
+        exported = result.host_results(HOST, "Report | export")[0]["ansible_facts"]["restore_result"]
+        assert sorted(exported["rows_not_compared"]) == tables, exported
+    finally:
+        db.drop_all()
+        shutil.rmtree(db.backup_dir, ignore_errors=True)
