@@ -9,7 +9,6 @@ directory under /tmp, on 127.0.0.1 and a free port, trust authentication, small 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -17,16 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.lib.throwaway import Server, free_port, local_inventory
+
 BINDIR = Path("/usr/lib/postgresql/15/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_postgres(*argv: str) -> None:
@@ -35,13 +28,10 @@ def _as_postgres(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-@dataclass
-class Throwaway:
+@dataclass(kw_only=True)
+class Throwaway(Server):
     """A running throwaway cluster; superuser postgres without a password."""
 
-    base: Path
-    port: int
-    running: bool = True
     conns: list[Any] = field(default_factory=list)
 
     @property
@@ -55,18 +45,9 @@ class Throwaway:
 
     def inventory(self, directory: Path, host: str = "throwaway-db") -> Path:
         """An inventory with one host in group postgres whose runbook_pg_* point at this cluster."""
-        path = directory / "hosts.yml"
-        path.write_text(yaml.safe_dump({"all": {"children": {"postgres": {"hosts": {host: {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": str(ROOT / ".venv" / "bin" / "python"),
-            "runbook_pg_host": "127.0.0.1",
-            "runbook_pg_port": self.port,
-            "runbook_pg_user": "postgres",
-            "runbook_pg_password": "",
-            "runbook_pg_database": "postgres",
-            "runbook_pg_sslmode": "disable",
-        }}}}}}))
-        return path
+        return local_inventory(directory, "postgres", host, {
+            "runbook_pg_host": "127.0.0.1", "runbook_pg_port": self.port, "runbook_pg_user": "postgres",
+            "runbook_pg_password": "", "runbook_pg_database": "postgres", "runbook_pg_sslmode": "disable"})
 
     def close_connections(self) -> None:
         for conn in self.conns:
@@ -82,17 +63,11 @@ class Throwaway:
             _as_postgres(str(BINDIR / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
             self.running = False
 
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
-
 
 def start(max_connections: int = 10, preload_pg_stat_statements: bool = False) -> Throwaway:
     base = Path(tempfile.mkdtemp(prefix="runbook-pgtest-", dir="/tmp"))
     shutil.chown(base, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     _as_postgres(str(BINDIR / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres", "--no-sync",
                  "-E", "UTF8", "--locale", "C")
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} "

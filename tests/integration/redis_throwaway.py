@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,25 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.lib.throwaway import Server, free_port, local_inventory
 
 
-@dataclass
-class Throwaway:
+@dataclass(kw_only=True)
+class Throwaway(Server):
     """A running throwaway Redis; the default user with self.password."""
 
-    base: Path
-    port: int
     password: str
-    running: bool = True
 
     @property
     def pidfile(self) -> Path:
@@ -50,17 +38,9 @@ class Throwaway:
 
     def inventory(self, directory: Path, host: str = "throwaway-redis", **hostvars: Any) -> Path:
         """An inventory with one host in group redis whose runbook_redis_* point at this server."""
-        path = directory / "hosts.yml"
-        path.write_text(yaml.safe_dump({"all": {"children": {"redis": {"hosts": {host: {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": str(ROOT / ".venv" / "bin" / "python"),
-            "runbook_redis_host": "127.0.0.1",
-            "runbook_redis_port": self.port,
-            "runbook_redis_password": self.password,
-            "runbook_redis_db": 0,
-            **hostvars,
-        }}}}}}))
-        return path
+        return local_inventory(directory, "redis", host, {
+            "runbook_redis_host": "127.0.0.1", "runbook_redis_port": self.port,
+            "runbook_redis_password": self.password, "runbook_redis_db": 0, **hostvars})
 
     def stop(self) -> None:
         """SIGKILL: no final save, like a crash; our own pid from our own pidfile, nothing else."""
@@ -77,17 +57,14 @@ class Throwaway:
             time.sleep(0.05)
         self.running = False
 
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
-
 
 def start(*config: str) -> Throwaway:
-    """redis-server with extra config lines such as 'maxmemory-policy allkeys-lru' or 'save 3600 1'."""
+    """redis-server with extra config lines such as 'maxmemory-policy allkeys-lru' or 'save 3600 1'.
+
+    As a context manager (`with start() as server:`) it is destroyed on the way out, whatever happened.
+    """
     base = Path(tempfile.mkdtemp(prefix="runbook-redistest-", dir="/tmp"))
-    port, password = _free_port(), secrets.token_urlsafe(16)
+    port, password = free_port(), secrets.token_urlsafe(16)
     lines = [f"port {port}", "bind 127.0.0.1", f"requirepass {password}", f"dir {base}", 'save ""',
              "appendonly no", "daemonize yes", f"pidfile {base / 'redis.pid'}", f"logfile {base / 'redis.log'}",
              *config, ""]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 import shutil
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
-import psycopg
 import pytest
 import yaml
 from psycopg import sql
 
 from tests.conftest import ROOT, Target
+from tests.lib import pg_fixtures
 from tests.lib.runner import PlaybookResult, run_four_times, run_playbook
 
 pytestmark = pytest.mark.sandbox
@@ -55,32 +54,6 @@ ID_RE = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------
 
-def _connect(target: Target, dbname: str) -> psycopg.Connection:
-    env = target.env
-    return psycopg.connect(host=env["PGHOST"], port=int(env["PGPORT"]), user=env["RUNBOOK_PG_ADMIN_USER"],
-                           password=env["RUNBOOK_PG_ADMIN_PASSWORD"], dbname=dbname, autocommit=True,
-                           application_name="runbook.ops-tests")
-
-
-def _drop(target: Target, dbname: str) -> None:
-    with _connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-
-
-def _create(target: Target, dbname: str, statements: list[Any]) -> None:
-    _drop(target, dbname)
-    with _connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    with _connect(target, dbname) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def _pg_env(target: Target) -> dict[str, str]:
-    # the password goes in the environment, never on a command line
-    return {**os.environ, "PGPASSWORD": target.env["RUNBOOK_PG_ADMIN_PASSWORD"]}
-
-
 def _pg_args(target: Target) -> list[str]:
     env = target.env
     return ["-h", env["PGHOST"], "-p", env["PGPORT"], "-U", env["RUNBOOK_PG_ADMIN_USER"]]
@@ -89,11 +62,8 @@ def _pg_args(target: Target) -> list[str]:
 def row_counts(target: Target, dbname: str) -> dict[str, int]:
     """count(*) of every ordinary table outside the system schemas, by schema.name."""
     counts: dict[str, int] = {}
-    with _connect(target, dbname) as conn:
-        tables = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                              "c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', "
-                              "'information_schema') AND n.nspname !~ '^pg_toast'").fetchall()
-        for schema, name in tables:
+    with pg_fixtures.connect(target, dbname) as conn:
+        for schema, name in pg_fixtures.user_tables(conn):
             query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, name))
             counts[f"{schema}.{name}"] = conn.execute(query).fetchone()[0]
     return counts
@@ -102,21 +72,21 @@ def row_counts(target: Target, dbname: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def db(sandbox: Target) -> Iterator[Target]:
     """DB: a pgbench -i -s 1 schema (100000 accounts) and tables of our own, one with a hostile name."""
-    _create(sandbox, DB, OWN_TABLES_SQL)
+    pg_fixtures.recreate(sandbox, DB, OWN_TABLES_SQL)
     proc = subprocess.run([str(BINDIR / "pgbench"), *_pg_args(sandbox), "-i", "-s", "1", "-q", DB],
-                          env=_pg_env(sandbox), capture_output=True, text=True, check=False)
+                          env=pg_fixtures.password_env(sandbox), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     yield sandbox
-    _drop(sandbox, DB)
-    _drop(sandbox, RESTORE_DB)
+    pg_fixtures.drop(sandbox, DB)
+    pg_fixtures.drop(sandbox, RESTORE_DB)
 
 
 @pytest.fixture(scope="module")
 def small_db(sandbox: Target) -> Iterator[Target]:
-    _create(sandbox, SMALL_DB, ["CREATE TABLE public.items (id int PRIMARY KEY)",
+    pg_fixtures.recreate(sandbox, SMALL_DB, ["CREATE TABLE public.items (id int PRIMARY KEY)",
                                 "INSERT INTO public.items SELECT generate_series(1, 10)"])
     yield sandbox
-    _drop(sandbox, SMALL_DB)
+    pg_fixtures.drop(sandbox, SMALL_DB)
 
 
 @dataclass(frozen=True)
@@ -267,7 +237,7 @@ def test_manifest_row_counts_are_the_counts_at_backup_time(db: Target, tmp_path:
     assert at_backup["public.pgbench_accounts"] == 100000 and at_backup[f"public.{ODD_TABLE}"] == 57
     backup_id = make_backup(db, backup_dir, DB)
 
-    with _connect(db, DB) as conn:
+    with pg_fixtures.connect(db, DB) as conn:
         conn.execute("INSERT INTO public.orders SELECT g, 1 FROM generate_series(100001, 100500) g")
         conn.execute("DELETE FROM public.pgbench_accounts WHERE aid <= 250")
         conn.execute(sql.SQL("DELETE FROM public.{}").format(sql.Identifier(ODD_TABLE)))
@@ -283,13 +253,13 @@ def test_manifest_row_counts_are_the_counts_at_backup_time(db: Target, tmp_path:
             "public.pgbench_history"} <= set(counted)
 
     # and they are the rows the archive holds
-    _create(db, RESTORE_DB, [])
+    pg_fixtures.recreate(db, RESTORE_DB, [])
     proc = subprocess.run([str(BINDIR / "pg_restore"), *_pg_args(db), "--no-owner", "--exit-on-error",
                            "-d", RESTORE_DB, str(backup_dir / DB / backup_id / "dump.custom")],
-                          env=_pg_env(db), capture_output=True, text=True, check=False)
+                          env=pg_fixtures.password_env(db), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert row_counts(db, RESTORE_DB) == counted
-    _drop(db, RESTORE_DB)
+    pg_fixtures.drop(db, RESTORE_DB)
 
 
 # --- backup.yml: retention over made-up dates --------------------------------------------------------------

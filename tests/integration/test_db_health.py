@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,32 +23,19 @@ HOST_TASK = "Report | compose this host's verdict and line"
 HOST = "throwaway-db"
 
 
-def _report_lines(result: PlaybookResult) -> list[str]:
-    for ev in result.events:
-        data = ev.get("event_data", {})
-        if ev.get("event") == "runner_on_ok" and REPORT_TASK in (data.get("task") or ""):
-            return list(data["res"]["msg"])
-    raise AssertionError(f"no db_health report in the run (rc={result.rc}):\n{result.stdout[-3000:]}")
-
-
 def _host_report(result: PlaybookResult, host: str) -> dict[str, Any]:
-    found = result.host_results(host, HOST_TASK)
-    assert found, result.stdout[-3000:]
-    return found[-1]["ansible_facts"]["db_health_report"]
+    return result.host_fact(host, HOST_TASK, "db_health_report")
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    pg = pg_throwaway.start(max_connections=10)
-    try:
+    with pg_throwaway.start(max_connections=10) as pg:
         with pg.connect(autocommit=True) as conn:
             conn.execute("CREATE ROLE filler LOGIN")
             conn.execute("CREATE TABLE locked (id int PRIMARY KEY)")
             conn.execute("INSERT INTO locked VALUES (1)")
             conn.execute("GRANT ALL ON locked TO filler")
         yield pg
-    finally:
-        pg.destroy()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +52,7 @@ def test_sandbox_check_mode_reports_and_writes_json(sandbox, tmp_path):
                           extravars={"db_health_report_dir": str(tmp_path), "db_health_fail_on": "never"})
     assert result.rc == 0, result.stdout[-3000:]
     assert result.changed() == 0
-    lines = _report_lines(result)
+    lines = result.run_once_msg(REPORT_TASK)
     assert lines[-1].startswith("db_health: 1 host: "), lines
     report = _host_report(result, "sandbox-db")
     assert report["result"]["is_available"] is True
@@ -93,7 +79,7 @@ def test_fleet_db1_is_available(fleet):
     assert report["result"]["is_available"] is True, report
     assert report["result"]["server_version"].startswith("15.")
     assert report["result"]["in_recovery"] is False
-    assert _report_lines(result)[0].startswith("db1: ")
+    assert result.run_once_msg(REPORT_TASK)[0].startswith("db1: ")
 
 
 # --- throwaway cluster: locks, full connections, stopped server -----------------------------

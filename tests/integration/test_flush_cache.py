@@ -8,6 +8,7 @@ Ruby's sidekiq), which is what the guard matches on.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -23,12 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def server():
-    srv = redis_throwaway.start()
-    try:
+def server() -> Iterator[redis_throwaway.Throwaway]:
+    with redis_throwaway.start() as srv:
         yield srv
-    finally:
-        srv.destroy()
 
 
 def _fill_cache(srv: redis_throwaway.Throwaway, db: int, n: int = 200) -> None:

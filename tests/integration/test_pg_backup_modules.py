@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 from psycopg import sql
 
 from tests.conftest import Target
+from tests.lib import pg_fixtures
 from tests.lib.runner import PlaybookResult, run_four_times, run_playbook
 
 pytestmark = pytest.mark.sandbox
@@ -71,35 +71,11 @@ SOURCE_SQL = [
 
 # --- the database side ---------------------------------------------------------------------------------------
 
-def _connect(target: Target, dbname: str) -> psycopg.Connection:
-    env = target.env
-    return psycopg.connect(host=env["PGHOST"], port=int(env["PGPORT"]), user=env["RUNBOOK_PG_ADMIN_USER"],
-                           password=env["RUNBOOK_PG_ADMIN_PASSWORD"], dbname=dbname, autocommit=True,
-                           application_name="runbook.ops-tests")
-
-
-def _recreate(target: Target, dbname: str, statements: list[Any]) -> None:
-    _drop(target, dbname)
-    with _connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    with _connect(target, dbname) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def _drop(target: Target, dbname: str) -> None:
-    with _connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-
-
 def fingerprint(target: Target, dbname: str) -> dict[str, tuple[int, str]]:
     """Per table: row count and md5 of its rows in order; per sequence: its last value."""
     found: dict[str, tuple[int, str]] = {}
-    with _connect(target, dbname) as conn:
-        tables = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                              "c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', "
-                              "'information_schema') AND n.nspname !~ '^pg_toast'").fetchall()
-        for schema, name in tables:
+    with pg_fixtures.connect(target, dbname) as conn:
+        for schema, name in pg_fixtures.user_tables(conn):
             count, digest = conn.execute(sql.SQL(
                 "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM ONLY {} t"
             ).format(sql.Identifier(schema, name))).fetchone()
@@ -111,13 +87,12 @@ def fingerprint(target: Target, dbname: str) -> dict[str, tuple[int, str]]:
 
 def restore(target: Target, archive: str, jobs: int = 1) -> dict[str, tuple[int, str]]:
     """pg_restore archive into a fresh scratch database and return its fingerprint."""
-    _recreate(target, RESTORE_DB, [])
+    pg_fixtures.recreate(target, RESTORE_DB, [])
     env = target.env
     argv = [str(BINDIR / "pg_restore"), "--no-owner", "--exit-on-error", f"--jobs={jobs}",
             f"--dbname=host={env['PGHOST']} port={env['PGPORT']} user={env['RUNBOOK_PG_ADMIN_USER']} "
             f"dbname={RESTORE_DB}", archive]
-    proc = subprocess.run(argv, env={**os.environ, "PGPASSWORD": env["RUNBOOK_PG_ADMIN_PASSWORD"]},
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, env=pg_fixtures.password_env(target), capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
     return fingerprint(target, RESTORE_DB)
 
@@ -131,10 +106,10 @@ def toc_count(archive: str) -> int:
 @pytest.fixture(scope="module")
 def source(sandbox: Target) -> Iterator[Target]:
     """SOURCE_DB with the tables of EXPECTED_TABLES (a hostile name, partitions, bytea, jsonb) and alembic."""
-    _recreate(sandbox, SOURCE_DB, SOURCE_SQL)
+    pg_fixtures.recreate(sandbox, SOURCE_DB, SOURCE_SQL)
     yield sandbox
-    _drop(sandbox, SOURCE_DB)
-    _drop(sandbox, RESTORE_DB)
+    pg_fixtures.drop(sandbox, SOURCE_DB)
+    pg_fixtures.drop(sandbox, RESTORE_DB)
 
 
 # --- the playbook side ---------------------------------------------------------------------------------------
@@ -261,7 +236,7 @@ def test_manifest_describes_the_backup(source: Target, tmp_path: Path) -> None:
     path, manifest = Path(made["backup_path"]), made["manifest"]
     assert json.loads((path / "manifest.json").read_text()) == manifest
 
-    with _connect(source, SOURCE_DB) as conn:
+    with pg_fixtures.connect(source, SOURCE_DB) as conn:
         sysid, version_num, version = conn.execute(
             "SELECT system_identifier::text, current_setting('server_version_num')::int, "
             "current_setting('server_version') FROM pg_control_system()").fetchone()
@@ -324,7 +299,7 @@ def test_directory_format_with_jobs_restores_identical_data(source: Target, tmp_
 def test_exact_counts_are_the_snapshot_while_a_writer_inserts(sandbox: Target, tmp_path: Path) -> None:
     """A writer commits all through the backup, and 100 rows certainly between the snapshot and pg_dump's start:
     the manifest's count and the restored rows agree with each other, not with the live table."""
-    _recreate(sandbox, WRITER_DB, ["CREATE TABLE ticks (id bigserial PRIMARY KEY, note text)",
+    pg_fixtures.recreate(sandbox, WRITER_DB, ["CREATE TABLE ticks (id bigserial PRIMARY KEY, note text)",
                                    "INSERT INTO ticks (note) SELECT 'before' FROM generate_series(1, 1000)"])
     env = sandbox.env
     argv_log, env_log = tmp_path / "argv.log", tmp_path / "env.log"
@@ -340,7 +315,7 @@ exec "$REAL" "$@"
     stop, inserted = threading.Event(), [0]
 
     def writer() -> None:
-        with _connect(sandbox, WRITER_DB) as conn:
+        with pg_fixtures.connect(sandbox, WRITER_DB) as conn:
             while not stop.is_set():
                 conn.execute("INSERT INTO ticks (note) VALUES ('writer')")
                 inserted[0] += 1
@@ -356,7 +331,7 @@ exec "$REAL" "$@"
         assert done.rc == 0, done.stdout[-3000:]
         made = result(done, "backup")
         counted = {t["name"]: t["rows"] for t in made["manifest"]["tables"]}["ticks"]
-        with _connect(sandbox, WRITER_DB) as conn:
+        with pg_fixtures.connect(sandbox, WRITER_DB) as conn:
             live = conn.execute("SELECT count(*) FROM ticks").fetchone()[0]
         assert counted >= 1000
         assert live >= counted + 100 and inserted[0] > 0
@@ -366,7 +341,7 @@ exec "$REAL" "$@"
         assert any(a.startswith("--snapshot=") for a in argv_log.read_text().splitlines())
         assert env_log.read_text().strip() == "PGPASSWORD=set"
     finally:
-        _drop(sandbox, WRITER_DB)
+        pg_fixtures.drop(sandbox, WRITER_DB)
 
 
 def test_wrong_password_fails_clearly_and_leaks_nothing(source: Target, tmp_path: Path) -> None:
@@ -419,7 +394,7 @@ def test_an_existing_id_is_returned_unchanged(source: Target, tmp_path: Path) ->
 
 def test_the_migration_revision_of_prisma_or_none(sandbox: Target, tmp_path: Path) -> None:
     prisma, plain = "backup_test_prisma", "backup_test_plain"
-    _recreate(sandbox, prisma, [
+    pg_fixtures.recreate(sandbox, prisma, [
         "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, migration_name varchar(255) NOT NULL, "
         "finished_at timestamptz, rolled_back_at timestamptz)",
         "INSERT INTO _prisma_migrations VALUES "
@@ -427,7 +402,7 @@ def test_the_migration_revision_of_prisma_or_none(sandbox: Target, tmp_path: Pat
         "('3', '20260301000000_rolled_back', '2026-03-01', '2026-03-02'), "
         "('4', '20260401000000_unfinished', NULL, NULL)",
     ])
-    _recreate(sandbox, plain, ["CREATE TABLE t (id int)"])
+    pg_fixtures.recreate(sandbox, plain, ["CREATE TABLE t (id int)"])
     try:
         backup_dir = tmp_path / "backups"
         backup_dir.mkdir()
@@ -439,8 +414,8 @@ def test_the_migration_revision_of_prisma_or_none(sandbox: Target, tmp_path: Pat
         found = result(done, "plain")["manifest"]
         assert (found["migration_tool"], found["migration_revision"]) == (None, None)
     finally:
-        _drop(sandbox, prisma)
-        _drop(sandbox, plain)
+        pg_fixtures.drop(sandbox, prisma)
+        pg_fixtures.drop(sandbox, plain)
 
 
 @pytest.mark.parametrize(("body", "message"), [

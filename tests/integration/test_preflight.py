@@ -40,11 +40,7 @@ def _inventory_hosts(inventory: Path) -> list[str]:
 
 def _report(result: PlaybookResult) -> list[str]:
     """The lines of the preflight report: one per host, then the count."""
-    for ev in result.events:
-        data = ev.get("event_data", {})
-        if ev.get("event") == "runner_on_ok" and REPORT_TASK in (data.get("task") or ""):
-            return list(data["res"]["msg"])
-    raise AssertionError(f"no preflight report in the run (rc={result.rc}):\n{result.stdout[-3000:]}")
+    return result.run_once_msg(REPORT_TASK)
 
 
 def _lines_by_host(result: PlaybookResult, hosts: list[str]) -> dict[str, str]:

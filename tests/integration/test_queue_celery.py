@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.queues.harness import (PY_DIR, ROOT, client, delete_keys, depth_task, python, python_env, run_tasks,
-                                  task_result, unique_prefix, wait_for)
+from tests.lib.redis_fixtures import queue_context
+from tests.queues.harness import (PY_DIR, ROOT, depth_task, python, python_env, run_tasks, task_result, unique_prefix,
+                                  wait_for)
 
 pytestmark = pytest.mark.sandbox
 
@@ -29,12 +30,8 @@ APP = "celery_app.py"
 @pytest.fixture
 def celery(sandbox) -> Iterator[dict[str, Any]]:
     prefix = unique_prefix("celery") + ":"
-    conn = client(sandbox.env)
-    try:
-        yield {"prefix": prefix, "env": sandbox.env, "inventory": sandbox.inventory, "redis": conn}
-    finally:
-        delete_keys(conn, [f"{prefix}*"])
-        conn.close()
+    with queue_context(sandbox, prefix, f"{prefix}*") as ctx:
+        yield ctx
 
 
 def test_counts_equal_kombu(celery: dict[str, Any]) -> None:

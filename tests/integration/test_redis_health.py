@@ -9,6 +9,7 @@ server happen on throwaway redis-servers of our own.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,27 +24,14 @@ HOST_TASK = "Report | compose this host's verdict and line"
 HOST = "throwaway-redis"
 
 
-def _report_lines(result: PlaybookResult) -> list[str]:
-    for ev in result.events:
-        data = ev.get("event_data", {})
-        if ev.get("event") == "runner_on_ok" and REPORT_TASK in (data.get("task") or ""):
-            return list(data["res"]["msg"])
-    raise AssertionError(f"no redis_health report in the run (rc={result.rc}):\n{result.stdout[-3000:]}")
-
-
 def _host_report(result: PlaybookResult, host: str) -> dict[str, Any]:
-    found = result.host_results(host, HOST_TASK)
-    assert found, result.stdout[-3000:]
-    return found[-1]["ansible_facts"]["redis_health_report"]
+    return result.host_fact(host, HOST_TASK, "redis_health_report")
 
 
 @pytest.fixture()
-def server():
-    srv = redis_throwaway.start()
-    try:
+def server() -> Iterator[redis_throwaway.Throwaway]:
+    with redis_throwaway.start() as srv:
         yield srv
-    finally:
-        srv.destroy()
 
 
 # --- sandbox and fleet: read-only, shared --------------------------------------------------
@@ -55,7 +43,7 @@ def test_sandbox_check_mode_reports_and_writes_json(sandbox, tmp_path):
                           extravars={"redis_health_report_dir": str(tmp_path), "redis_health_fail_on": "never"})
     assert result.rc == 0, result.stdout[-3000:]
     assert result.changed() == 0
-    lines = _report_lines(result)
+    lines = result.run_once_msg(REPORT_TASK)
     assert lines[-1].startswith("redis_health: 1 host: "), lines
     report = _host_report(result, "sandbox-cache")
     res = report["result"]
@@ -82,7 +70,7 @@ def test_fleet_cache1_is_available(fleet):
     res = report["result"]
     assert res["is_available"] is True, report
     assert res["redis_version"].startswith("7.") and res["persistence"]["aof_enabled"] is True
-    assert _report_lines(result)[0].startswith("cache1: ")
+    assert result.run_once_msg(REPORT_TASK)[0].startswith("cache1: ")
 
 
 # --- throwaway servers: evicting policy, memory, wrong password, stopped server --------------
@@ -104,8 +92,7 @@ def test_healthy_throwaway_is_ok_with_keyspace(server, tmp_path):
 
 @pytest.mark.integration
 def test_allkeys_lru_is_flagged_and_fails_on_warning(tmp_path):
-    srv = redis_throwaway.start("maxmemory 64mb", "maxmemory-policy allkeys-lru")
-    try:
+    with redis_throwaway.start("maxmemory 64mb", "maxmemory-policy allkeys-lru") as srv:
         inventory = srv.inventory(tmp_path)
         result = run_playbook(PLAYBOOK, inventory)
         assert result.rc == 0, result.stdout[-3000:]  # a warning does not fail by default
@@ -120,14 +107,11 @@ def test_allkeys_lru_is_flagged_and_fails_on_warning(tmp_path):
         assert strict.rc != 0 and strict.failed_hosts() == {HOST}
         cache_only = run_playbook(PLAYBOOK, inventory, extravars={"redis_health_evicting_policy_verdict": "ok"})
         assert _host_report(cache_only, HOST)["verdict"] == "ok"
-    finally:
-        srv.destroy()
 
 
 @pytest.mark.integration
 def test_memory_near_maxmemory_is_critical(tmp_path):
-    srv = redis_throwaway.start("maxmemory 8mb", "maxmemory-policy noeviction")
-    try:
+    with redis_throwaway.start("maxmemory 8mb", "maxmemory-policy noeviction") as srv:
         client = srv.client()
         # fill to 92 % of maxmemory or more with 16 KiB values (noeviction refuses writes beyond 100 %)
         i = 0
@@ -142,8 +126,6 @@ def test_memory_near_maxmemory_is_critical(tmp_path):
         report = _host_report(result, HOST)
         assert report["verdict"] == "critical"
         assert report["reasons"][0].startswith("memory ") and "of maxmemory 8.0 MiB (critical at 90%)" in report["reasons"][0]
-    finally:
-        srv.destroy()
 
 
 @pytest.mark.integration

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,9 @@ ACT = "Act | BGSAVE and wait until it has finished"
 
 
 @pytest.fixture()
-def server():
-    srv = redis_throwaway.start()
-    try:
+def server() -> Iterator[redis_throwaway.Throwaway]:
+    with redis_throwaway.start() as srv:
         yield srv
-    finally:
-        srv.destroy()
 
 
 def _persistence(srv: redis_throwaway.Throwaway) -> dict[str, Any]:

@@ -42,6 +42,20 @@ class PlaybookResult:
                 found.append({"event": ev["event"], "task": data.get("task"), **data["res"]})
         return found
 
+    def run_once_msg(self, task: str) -> list[str]:
+        """The msg of the first ok result of a task whose name contains `task` (a run_once report), as a list."""
+        for ev in self.events:
+            data = ev.get("event_data", {})
+            if ev.get("event") == "runner_on_ok" and task in (data.get("task") or ""):
+                return list(data["res"]["msg"])
+        raise AssertionError(f"no {task!r} in the run (rc={self.rc}):\n{self.stdout[-3000:]}")
+
+    def host_fact(self, host: str, task: str, fact: str) -> Any:
+        """The fact that host's last result of `task` set (set_fact's ansible_facts)."""
+        found = self.host_results(host, task)
+        assert found, f"no {task!r} on {host} (rc={self.rc}):\n{self.stdout[-3000:]}"
+        return found[-1]["ansible_facts"][fact]
+
     def failed_hosts(self) -> set[str]:
         return {h for h, s in self.stats.items() if s.get("failures") or s.get("unreachable")}
 
