@@ -17,16 +17,14 @@ alone; demo-worker@1 alone) before and after, also when it fails.
 """
 from __future__ import annotations
 
-import contextlib
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
+from tests.lib.fleet_redis import cache1_redis
 from tests.lib.fleet_units import on_host
 from tests.lib.redis_fixtures import queue_context
 from tests.lib.runner import ROOT, PlaybookResult, run_playbook
@@ -268,40 +266,12 @@ NORMAL_FLEET = (("demo-worker@1", "active", "enabled"), ("demo-worker@2", "inact
                 ("demo-worker@3", "inactive", "disabled"))
 
 
-@contextlib.contextmanager
-def _tunnel(fleet: Any) -> Iterator[dict[str, str]]:
-    """cache1's Redis on a local port, through ssh (the fleet publishes only its ssh ports on loopback): the
-    harness's env for the real libraries' fixtures."""
-    port, key = fleet.env.get("FLEET_SSH_PORT_CACHE1"), fleet.env.get("FLEET_SSH_KEY")
-    if not port or not key:
-        pytest.skip("the fleet has no cache1 (.fleet/env)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        local = sock.getsockname()[1]
-    ssh = subprocess.Popen(["ssh", "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:6379", "-i", key, "-p", port,
-                            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-                            "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes",
-                            "root@127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        env = {"REDIS_PORT": str(local), "REDISCLI_AUTH": fleet.env["REDISCLI_AUTH"]}
-        end = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), timeout=1):
-                break
-            assert ssh.poll() is None and time.monotonic() < end, "the ssh tunnel to cache1 did not come up"
-            time.sleep(0.2)
-        yield env
-    finally:
-        ssh.terminate()
-        ssh.wait(timeout=30)
-
-
 @pytest.mark.fleet
 def test_fleet_scales_app1_from_cache1(fleet) -> None:
     prefix = unique_prefix("qfleet")
     extravars = _watch(prefix, "bullmq", queues_scale_workers=True, queues_scale_threshold=5,
                        worker_scale_jobs_per_worker=3, worker_scale_max=3)
-    with _tunnel(fleet) as env:
+    with cache1_redis(fleet) as env:
         conn = redis.Redis(host="127.0.0.1", port=int(env["REDIS_PORT"]), password=env["REDISCLI_AUTH"], db=DB,
                            decode_responses=True)
         previous = _units(fleet)
