@@ -943,7 +943,9 @@ def group_vars(secrets_: dict[str, str], state: dict) -> dict[str, tuple[dict[st
         "app": ({"runbook_app_url": f"http://127.0.0.1:{APP_PORT}", "runbook_app_health_path": "/api/health",
                  "runbook_app_admin_token": secrets_["app_admin_token"], "runbook_app_services": ["demo-app"]},
                 {"runbook_app_admin_token"}),
-        "workers": ({"runbook_worker_services": ["demo-worker@1"]}, set()),
+        # every instance of the template, as systemd has them loaded on the host (scale_workers.yml starts more
+        # than demo-worker@1): a restore stops each one running and starts exactly those again
+        "workers": ({"runbook_worker_services": ["demo-worker@*"]}, set()),
         "web": ({"runbook_web_url": "https://127.0.0.1:443", "runbook_web_ca_cert": CA_ON_HOST,
                  "runbook_nginx_conf": "/etc/nginx/nginx.conf"}, set()),
     }

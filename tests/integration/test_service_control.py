@@ -16,7 +16,10 @@ Three targets:
   cannot be held across runs, and supervisord's log is the witness of the stop;
 - the fleet's app1 (systemd, demo-app and demo-worker@ instances): the stop,
   the second stop and the start in a single run, so that the shared units
-  are down for seconds.
+  are down for seconds; the restore's own stop and start of app1
+  (roles/restore/tasks/writers.yml, from db1) with the inventory's
+  demo-worker@* while app1 runs three workers, as scale_workers.yml leaves
+  it; patterns that match nothing, unknown units and refused names.
 """
 from __future__ import annotations
 
@@ -38,17 +41,24 @@ from typing import Any
 
 import pytest
 
+from tests.lib.fleet_units import on_host
 from tests.lib.runner import ROOT, PlaybookResult, run_playbook
 
 BIN = ROOT / ".venv" / "bin"
 PRIVATE = "private-app"
 APP = "sandbox-app"
 FLEET_APP = "app1"
+FLEET_DB = "db1"
 # demo-worker@9 is an instance of the fleet's template that nothing runs: a start brings back what ran, not it
 FLEET_UNITS = ["demo-app", "demo-worker@1", "demo-worker@9"]
+# as scale_workers.yml leaves app1 at three workers (enabled, running), and one instance enabled but stopped:
+# loaded, so the inventory's demo-worker@* matches it, and a restore must not start it
+SCALED = ["demo-worker@2", "demo-worker@3"]
+IDLE = "demo-worker@4"
+WRITERS = ["demo-app", "demo-worker@1", *SCALED, IDLE]
 
 PLAN = "Plan | one line per service"
-WAS_RUNNING = "Plan | record which services were running before the stop"
+WAS_RUNNING = "Plan | the services to act on, the state before acting, and what was running before a stop"
 ACT = "Act | "
 HEALTH_POLL = "Health | poll the health endpoint until it answers 200"
 HEALTH_OK = "Health | the endpoint answered 200"
@@ -125,6 +135,36 @@ ROLES = {
                 path: "{{ rescuer_lock }}"
                 state: absent
                 token: "{{ rescuer_lock_taken.token }}"
+        """,
+    # restore's own stop and start of one writer host (roles/restore/tasks/writers.yml), run from db1 and
+    # delegated to app1 as the restore runs it, for the writers the restore takes from the inventory by default
+    "restorer": """\
+        - name: Restorer | app1's writers, as the restore takes them from the inventory
+          ansible.builtin.set_fact:
+            restorer_writer:
+              host: app1
+              services: "{{ hostvars['app1'].runbook_app_services + hostvars['app1'].runbook_worker_services }}"
+        - name: Restorer | stop the writers
+          ansible.builtin.include_role:
+            name: runbook.ops.restore
+            tasks_from: writers.yml
+          vars:
+            __restore_writer: "{{ restorer_writer }}"
+            __restore_writer_state: stopped
+        - name: Restorer | read the units while stopped
+          ansible.builtin.command:
+            argv: "{{ ['systemctl', 'is-active'] + restorer_units }}"
+          delegate_to: app1
+          changed_when: false
+          failed_when: false
+          check_mode: false
+        - name: Restorer | start the writers that were running
+          ansible.builtin.include_role:
+            name: runbook.ops.restore
+            tasks_from: writers.yml
+          vars:
+            __restore_writer: "{{ restorer_writer }}"
+            __restore_writer_state: started
         """,
 }
 
@@ -222,9 +262,9 @@ def _failed(result: PlaybookResult, host: str) -> list[dict[str, Any]]:
 
 
 def _was_running(result: PlaybookResult, host: str) -> list[list[str]]:
-    """service_control_was_running as each stop in the run recorded it."""
+    """service_control_was_running as each stop in the run recorded it (a start leaves it alone)."""
     return [r["ansible_facts"]["service_control_was_running"] for r in _all(result, host, WAS_RUNNING)
-            if r["event"] == "runner_on_ok"]
+            if r["event"] == "runner_on_ok" and "service_control_was_running" in r["ansible_facts"]]
 
 
 def _changed_by(res: dict[str, Any]) -> list[str] | None:
@@ -436,6 +476,17 @@ def test_refused_on_its_own_and_for_an_unknown_service(baseline: Private, books:
     assert _acted(unknown, PRIVATE) == []
     assert _states(private.config) == before
 
+    # supervisorctl cannot answer: the same check says so, with supervisorctl's own words
+    missing = f"{private.config}.missing"
+    broken = _control(books, private.inventory, PRIVATE, ["web"], "stopped", runbook_supervisord_config=missing)
+    assert broken.rc != 0
+    failed = _failed(broken, PRIVATE)
+    assert [r["task"] for r in failed] == ["Probe | every service is known to the service manager"]
+    assert failed[0]["msg"].startswith(f"{PRIVATE}: {BIN}/supervisorctl -c {missing} status failed (rc 2): Error: "
+                                       f"could not find config file {missing}")
+    assert failed[0]["msg"].endswith(". Nothing was changed.") and "unknown to" not in failed[0]["msg"]
+    assert _states(private.config) == before
+
 
 # --- the sandbox's demo-app -----------------------------------------------------------------
 
@@ -490,18 +541,8 @@ def test_sandbox_failed_restore_rescued_demo_app_back_healthy(sandbox, books: Pa
 # --- the fleet: systemd ----------------------------------------------------------------------
 
 
-def _app1(fleet, *command: str) -> subprocess.CompletedProcess[str]:
-    port, key = fleet.env.get("FLEET_SSH_PORT_APP1"), fleet.env.get("FLEET_SSH_KEY")
-    if not port or not key:
-        pytest.skip("the fleet has no app1 (.fleet/env)")
-    return subprocess.run(["ssh", "-i", key, "-p", port, "-o", "StrictHostKeyChecking=no", "-o",
-                           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                           "root@127.0.0.1", " ".join(command)], text=True, capture_output=True, check=False,
-                          timeout=120)
-
-
-def _active(fleet) -> dict[str, str]:
-    return dict(zip(FLEET_UNITS, _app1(fleet, "systemctl", "is-active", *FLEET_UNITS).stdout.split()))
+def _active(fleet, units: list[str] = FLEET_UNITS) -> dict[str, str]:
+    return dict(zip(units, on_host(fleet, FLEET_APP, "systemctl", "is-active", *units).stdout.split()))
 
 
 @pytest.mark.fleet
@@ -525,7 +566,7 @@ def test_fleet_systemd_stop_twice_and_start_what_ran(fleet, books: Path) -> None
     finally:
         down = [u for u in ("demo-app", "demo-worker@1") if _active(fleet).get(u) != "active"]
         if down:
-            _app1(fleet, "systemctl", "start", *down)
+            on_host(fleet, FLEET_APP, "systemctl", "start", *down)
     assert cycle.rc == 0, cycle.stdout[-3000:]
     assert _one(cycle, FLEET_APP, "Cycle | read the state while stopped")["stdout"].split() == ["inactive"] * 3
     # stop (last first); the second stop has nothing to do; start exactly what ran (not demo-worker@9)
@@ -533,6 +574,126 @@ def test_fleet_systemd_stop_twice_and_start_what_ran(fleet, books: Path) -> None
     assert _was_running(cycle, FLEET_APP) == [["demo-app", "demo-worker@1"], []]
     assert _one(cycle, FLEET_APP, HEALTH_POLL)["status"] == 200
     assert _active(fleet) == before
+
+
+def _writers(fleet) -> dict[str, tuple[str, str]]:
+    """unit -> (ActiveState, InvocationID) of app1's writers: a new invocation id is a real restart."""
+    shown = on_host(fleet, FLEET_APP, "systemctl", "show", "--property=ActiveState,InvocationID", *WRITERS).stdout
+    blocks = [dict(line.split("=", 1) for line in block.splitlines()) for block in shown.strip().split("\n\n")]
+    return {unit: (b["ActiveState"], b["InvocationID"]) for unit, b in zip(WRITERS, blocks)}
+
+
+def _states_of(units: dict[str, tuple[str, str]]) -> dict[str, str]:
+    return {unit: state for unit, (state, _invocation) in units.items()}
+
+
+NORMAL_WRITERS = {"demo-app": "active", "demo-worker@1": "active", "demo-worker@2": "inactive",
+                  "demo-worker@3": "inactive", IDLE: "inactive"}
+SCALED_WRITERS = {**NORMAL_WRITERS, **{unit: "active" for unit in SCALED}}
+
+
+@pytest.fixture
+def scaled_app1(fleet) -> Iterator[Any]:
+    """app1 scaled to demo-worker@1..3 (enabled and running, as scale_workers.yml starts them) and demo-worker@4
+    enabled but stopped; afterwards the fleet's own state again (demo-app and demo-worker@1 alone), also when the
+    test fails."""
+    # another session may be restarting app1's units or scaling its workers: start from the fleet's own state
+    _wait_for(lambda: _states_of(_writers(fleet)) == NORMAL_WRITERS, 120,
+              f"app1 as the fleet runs it: {NORMAL_WRITERS}")
+    try:
+        on_host(fleet, FLEET_APP, "systemctl", "enable", "--now", *SCALED)
+        on_host(fleet, FLEET_APP, "systemctl", "enable", IDLE)
+        # another session's worker_scale test may be stopping demo-worker@1 for a moment
+        _wait_for(lambda: _states_of(_writers(fleet)) == SCALED_WRITERS, 120, f"app1 scaled: {SCALED_WRITERS}")
+        yield fleet
+    finally:
+        on_host(fleet, FLEET_APP, "systemctl", "disable", "--now", *SCALED, IDLE)
+        on_host(fleet, FLEET_APP, "systemctl", "start", "demo-app", "demo-worker@1")
+        assert _states_of(_writers(fleet)) == NORMAL_WRITERS
+
+
+def _plans(result: PlaybookResult, host: str) -> list[list[str]]:
+    return [r["msg"] for r in _all(result, host, PLAN) if r["event"] == "runner_on_ok"]
+
+
+@pytest.mark.fleet
+def test_fleet_restore_stops_every_worker_instance_and_starts_exactly_those(scaled_app1, books: Path) -> None:
+    """The inventory names the workers demo-worker@*: the restore's stop takes every running instance (and the
+    plan in --check names them, stopping nothing), the start brings back exactly those, not demo-worker@4."""
+    fleet = scaled_app1
+    before = _writers(fleet)
+    running = ["demo-app", "demo-worker@1", *SCALED]
+    assert _states_of(before) == SCALED_WRITERS, before
+    # what the pattern stands for on the host: the loaded instances, as systemctl list-units --all lists them
+    listed = on_host(fleet, FLEET_APP, "systemctl", "list-units", "--all", "--plain", "--no-legend", "--full",
+                     "demo-worker@*.service").stdout.split("\n")
+    assert sorted(line.split()[0] for line in listed if line.strip()) == [f"{u}.service" for u in WRITERS[1:]]
+    stop_plan = ["demo-worker@4: inactive (dead), already stopped", "demo-worker@3: active (running) -> would stop",
+                 "demo-worker@2: active (running) -> would stop", "demo-worker@1: active (running) -> would stop",
+                 "demo-app: active (running) -> would stop"]
+
+    check = _ok(_run(books, "restorer", fleet.inventory, FLEET_DB, check=True, restorer_units=WRITERS))
+    writer = _one(check, FLEET_DB, "Restorer | app1's writers, as the restore takes them from the inventory")
+    assert writer["ansible_facts"]["restorer_writer"]["services"] == ["demo-app", "demo-worker@*"]
+    assert check.changed(FLEET_DB) > 0
+    assert _plans(check, FLEET_DB) == [stop_plan, [f"{unit}: active (running), already started" for unit in running]]
+    assert _was_running(check, FLEET_DB) == [running]
+    assert _acted(check, FLEET_DB) == []
+    assert _writers(fleet) == before  # the same invocations: nothing was stopped, even for a moment
+
+    real = _run(books, "restorer", fleet.inventory, FLEET_DB, restorer_units=WRITERS)
+    after = _writers(fleet)
+    assert real.rc == 0, real.stdout[-3000:]
+    assert _one(real, FLEET_DB, "Restorer | read the units while stopped")["stdout"].split() == ["inactive"] * 5
+    assert _plans(real, FLEET_DB)[0] == [line.replace("would stop", "stop") for line in stop_plan]
+    # the workers last first, then the app; started in list order, the same units
+    assert _acted(real, FLEET_DB) == [running[::-1], running]
+    assert _was_running(real, FLEET_DB) == [running]
+    assert _one(real, FLEET_DB, HEALTH_POLL)["status"] == 200
+    report = [r["msg"] for r in _all(real, FLEET_DB, "Report | one line for this host")]
+    # (the lines begin with db1, the host the restore runs on)
+    assert report[0] == f"{FLEET_DB}: stopped {', '.join(running[::-1])}; was running: {', '.join(running)}"
+    assert report[1].startswith(f"{FLEET_DB}: started {', '.join(running)}; health: ") and len(report) == 2
+    # each running writer really restarted (a new invocation), demo-worker@4 was not started
+    assert _states_of(after) == _states_of(before)
+    assert all(after[unit][1] != before[unit][1] for unit in running), (before, after)
+
+
+@pytest.mark.fleet
+def test_fleet_pattern_matching_nothing_is_fine_unknown_or_invalid_units_fail(fleet, books: Path) -> None:
+    inv = fleet.inventory
+    _wait_for(lambda: _active(fleet, ["demo-app"]) == {"demo-app": "active"}, 120, "demo-app on app1")
+    check = _ok(_control(books, inv, FLEET_APP, ["demo-app", "nope@*"], "stopped", check=True))
+    assert _one(check, FLEET_APP, PLAN)["msg"] == ["demo-app: active (running) -> would stop"]
+
+    # for real: nothing to stop, nothing changed
+    nothing = _ok(_control(books, inv, FLEET_APP, ["nope@*"], "stopped"))
+    assert nothing.changed(FLEET_APP) == 0
+    assert _one(nothing, FLEET_APP, PLAN)["msg"] == ["no service to stop"]
+    assert _was_running(nothing, FLEET_APP) == [[]]
+
+    unknown = _control(books, inv, FLEET_APP, ["demo-app", "nope@1", "nope@*"], "stopped", check=True)
+    assert unknown.rc != 0
+    failed = _failed(unknown, FLEET_APP)
+    assert [r["task"] for r in failed] == ["Probe | every service is known to the service manager"]
+    assert failed[0]["msg"] == f"{FLEET_APP}: unknown to systemd: nope@1. Nothing was changed."
+
+    # systemctl refuses the name: the same check says so, in systemctl's words
+    invalid = _control(books, inv, FLEET_APP, ["demo-app", "@x", "nope@*"], "stopped", check=True)
+    assert invalid.rc != 0
+    failed = _failed(invalid, FLEET_APP)
+    assert [r["task"] for r in failed] == ["Probe | every service is known to the service manager"]
+    assert failed[0]["msg"].startswith(
+        f"{FLEET_APP}: systemctl show demo-app @x nope@*.service failed (rc 1): Failed to get properties: Unit name "
+        "@x.service is neither a valid invocation ID nor unit name."), failed[0]["msg"]
+    assert failed[0]["msg"].endswith(". Nothing was changed.") and "unknown to" not in failed[0]["msg"]
+
+    refused = _control(books, inv, FLEET_APP, ["demo-worker@", "*@*", "demo-*"], "stopped", check=True)
+    assert refused.rc != 0
+    failed = _failed(refused, FLEET_APP)
+    assert [r["task"] for r in failed] == ["Guards | the service manager, the names and the health wait"]
+    assert failed[0]["msg"].startswith(f"{FLEET_APP}: cannot control demo-worker@, *@*, demo-* through systemd: ")
+    assert _active(fleet, ["demo-app"]) == {"demo-app": "active"}
 
 
 # --- run_lock --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.lib.fleet_units import on_host
 from tests.lib.runner import ROOT, PlaybookResult, run_four_times, run_playbook
 
 BOOK = "scale_workers.yml"
@@ -236,31 +237,21 @@ def test_sandbox_writers_stop_and_start_every_running_worker(sandbox_workers, tm
 # --- the fleet: systemd template instances ---------------------------------------------------
 
 
-def _app1(fleet, *command: str) -> subprocess.CompletedProcess[str]:
-    port, key = fleet.env.get("FLEET_SSH_PORT_APP1"), fleet.env.get("FLEET_SSH_KEY")
-    if not port or not key:
-        pytest.skip("the fleet has no app1 (.fleet/env)")
-    return subprocess.run(["ssh", "-i", key, "-p", port, "-o", "StrictHostKeyChecking=no", "-o",
-                           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                           "root@127.0.0.1", " ".join(command)], text=True, capture_output=True, check=False,
-                          timeout=120)
-
-
 def _units(fleet) -> tuple[tuple[str, str, str], ...]:
     """(unit, is-active, is-enabled) of demo-worker@1..3 on app1."""
-    active = _app1(fleet, "systemctl", "is-active", *FLEET_UNITS).stdout.split()
-    enabled = _app1(fleet, "systemctl", "is-enabled", *FLEET_UNITS).stdout.split()
+    active = on_host(fleet, FLEET_APP, "systemctl", "is-active", *FLEET_UNITS).stdout.split()
+    enabled = on_host(fleet, FLEET_APP, "systemctl", "is-enabled", *FLEET_UNITS).stdout.split()
     return tuple(zip(FLEET_UNITS, active, enabled))
 
 
 @pytest.fixture
 def fleet_workers(fleet) -> Iterator[Any]:
     """app1 with demo-worker@1 alone (the fleet's normal state) before and after the test."""
-    _app1(fleet, "systemctl", "disable", "--now", *FLEET_UNITS[1:])
-    _app1(fleet, "systemctl", "enable", "--now", FLEET_UNITS[0])
+    on_host(fleet, FLEET_APP, "systemctl", "disable", "--now", *FLEET_UNITS[1:])
+    on_host(fleet, FLEET_APP, "systemctl", "enable", "--now", FLEET_UNITS[0])
     yield fleet
-    _app1(fleet, "systemctl", "disable", "--now", *FLEET_UNITS[1:])
-    _app1(fleet, "systemctl", "enable", "--now", FLEET_UNITS[0])
+    on_host(fleet, FLEET_APP, "systemctl", "disable", "--now", *FLEET_UNITS[1:])
+    on_host(fleet, FLEET_APP, "systemctl", "enable", "--now", FLEET_UNITS[0])
 
 
 NORMAL_FLEET = (("demo-worker@1", "active", "enabled"), ("demo-worker@2", "inactive", "disabled"),
