@@ -120,7 +120,7 @@ options:
   lock_break_after:
     description:
       - With O(lock_path), a lock taken longer ago than this duration (seconds, or V(30m), V(12h)) is stale and is
-        broken (RV(lock.stale)). Unset means never broken. Pick it well above the longest restore.
+        broken (V(stale) in RV(lock)). Unset means never broken. Pick it well above the longest restore.
     type: raw
   keep_as:
     description: With O(check_only), the name the swap would keep O(like_db) under (the safety copy).

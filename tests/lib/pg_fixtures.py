@@ -17,6 +17,7 @@ from psycopg import sql
 if TYPE_CHECKING:
     from tests.conftest import Target
 
+
 def connect(target: Target, dbname: str) -> psycopg.Connection:
     env = target.env
     return psycopg.connect(host=env["PGHOST"], port=int(env["PGPORT"]), user=env["RUNBOOK_PG_ADMIN_USER"],
