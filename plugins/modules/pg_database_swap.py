@@ -240,54 +240,16 @@ msg:
   sample: app is now the former app_restore_1; the former app is kept as app_pre_restore_1
 """
 
-import json
 import os
-import tempfile
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.ops.plugins.module_utils.durations import to_seconds
 from ansible_collections.runbook.ops.plugins.module_utils.pg import PsycopgError, connect, pg_argument_spec, redact
-from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks import (
-    DONE,
-    check_database_name,
-    swap_record,
-    swap_state,
-    swap_statements,
+from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks import check_database_name
+from ansible_collections.runbook.ops.plugins.module_utils.pg_swap import (
+    SwapFailure, SwapOptions, execute, first_line, prepare,
 )
-
-try:
-    from psycopg import errors as pg_errors
-except ImportError:  # reported by connect() through ensure_psycopg()
-    pg_errors = None
-
-ATTEMPTS = 3
-DATABASES_SQL = """
-SELECT datname, oid::int8 AS oid, datallowconn AS allow_connections
-  FROM pg_catalog.pg_database WHERE datname = ANY(%s)"""
-SESSIONS_SQL = """
-SELECT pid, datname, usename, application_name, host(client_addr) AS client_addr, state, backend_type
-  FROM pg_catalog.pg_stat_activity
- WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid()
- ORDER BY pid"""
-TERMINATE_SQL = """
-SELECT pid, pg_catalog.pg_terminate_backend(pid) AS terminated
-  FROM pg_catalog.pg_stat_activity
- WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid()"""
-PREPARED_SQL = "SELECT database, gid FROM pg_catalog.pg_prepared_xacts WHERE database = ANY(%s)"
-# the swap transaction's own id (it has one: it renamed), 64 bits with the epoch
-XID_SQL = {True: "SELECT pg_catalog.pg_current_xact_id()::text::int8 AS xid",
-           False: "SELECT pg_catalog.txid_current() AS xid"}
-SYSTEM_IDENTIFIER_SQL = """
-SELECT CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
-            THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS system_identifier"""
-
-
-class SwapFailure(Exception):
-    """The swap did not happen; the message says why."""
 
 
 def argument_spec() -> dict[str, Any]:
@@ -307,8 +269,8 @@ def argument_spec() -> dict[str, Any]:
     return spec
 
 
-def check_options(module: AnsibleModule, result: dict[str, Any]) -> str:
-    """The lock_timeout in milliseconds; fails the module on any invalid option, all problems in one message."""
+def check_options(module: AnsibleModule, result: dict[str, Any]) -> SwapOptions:
+    """The swap's options; fails the module on any invalid one, all problems in one message."""
     p = module.params
     names = {"live": p["live"], "replacement": p["replacement"], "keep_as": p["keep_as"]}
     problems = [check_database_name(value, option) for option, value in names.items()]
@@ -321,35 +283,17 @@ def check_options(module: AnsibleModule, result: dict[str, Any]) -> str:
         problems.append("wait_timeout cannot be negative")
     if p["record_path"] is not None and not os.path.isabs(p["record_path"]):
         problems.append(f"record_path must be an absolute path, not {p['record_path']!r}")
-    lock_ms = "0"
+    opts = SwapOptions(**names, maintenance_db=p["maintenance_db"], terminate_sessions=p["terminate_sessions"],
+                       wait_timeout=p["wait_timeout"], lock_timeout=p["lock_timeout"], record_path=p["record_path"],
+                       record_data=p["record_data"])
     try:
-        lock_ms = str(int(round(to_seconds(p["lock_timeout"]) * 1000)))
+        opts.lock_ms()
     except ValueError as exc:
         problems.append(f"lock_timeout: {exc}")
     problems = [x for x in problems if x]
     if problems:
         module.fail_json(msg="; ".join(problems), **result)
-    return lock_ms
-
-
-def first_line(exc: BaseException, params: dict[str, Any]) -> str:
-    text = str(exc).strip()
-    return redact(text.splitlines()[0] if text else type(exc).__name__, params)
-
-
-def sessions(conn: Any, names: list[str]) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(SESSIONS_SQL, [names]).fetchall()]
-
-
-def terminate(conn: Any, names: list[str], timeout: float) -> tuple[list[int], list[int]]:
-    """End every other session of the databases: (pids terminated, pids still there after timeout)."""
-    done = [r["pid"] for r in conn.execute(TERMINATE_SQL, [names]).fetchall() if r["terminated"]]
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [s["pid"] for s in sessions(conn, names)]
-        if not left or time.monotonic() >= deadline:
-            return done, left
-        time.sleep(0.1)
+    return opts
 
 
 def main() -> None:
@@ -358,13 +302,13 @@ def main() -> None:
     live, replacement, keep_as = p["live"], p["replacement"], p["keep_as"]
     result: dict[str, Any] = {"changed": False, "live": live, "replacement": replacement, "keep_as": keep_as,
                               "swapped": False}
-    lock_ms = check_options(module, result)
+    opts = check_options(module, result)
 
     conn, err = connect(module, dbname=p["maintenance_db"], autocommit=True)
     if err:
         module.fail_json(msg=err, **result)
     try:
-        run(module, result, conn, lock_ms)
+        run(module, result, conn, opts)
     except SwapFailure as exc:
         module.fail_json(msg=redact(str(exc), p), **result)
     except PsycopgError as exc:
@@ -373,151 +317,22 @@ def main() -> None:
         conn.close()
 
 
-def run(module: AnsibleModule, result: dict[str, Any], conn: Any, lock_ms: str) -> None:
-    p = module.params
-    live, replacement, keep_as = p["live"], p["replacement"], p["keep_as"]
-    found = {r["datname"]: {"oid": r["oid"], "allow_connections": r["allow_connections"]}
-             for r in conn.execute(DATABASES_SQL, [[live, replacement, keep_as]]).fetchall()}
-    result["databases"] = found
-    try:
-        state = swap_state(live, replacement, keep_as, set(found))
-    except ValueError as exc:
-        raise SwapFailure(str(exc)) from exc
-    result["state"] = state
-    if state == DONE:
-        result.update(statements=[], sessions=[],
-                      msg=f"nothing to do: {replacement} no longer exists and {keep_as} does (the swap was done)")
+def run(module: AnsibleModule, result: dict[str, Any], conn: Any, opts: SwapOptions) -> None:
+    plan = prepare(module, conn, opts, result)
+    if plan is None:
+        result["msg"] = (f"nothing to do: {opts.replacement} no longer exists and {opts.keep_as} does "
+                         "(the swap was done)")
         if module.check_mode:
             result["would_terminate"] = []
         module.exit_json(**result)
-
-    pair = [live, replacement]
-    allow = {name: found[name]["allow_connections"] for name in pair}
-    for name in pair:
-        if not allow[name]:
-            module.warn(f"database {name} does not allow connections (datallowconn false), and will not after the "
-                        "swap either; an interrupted swap leaves it so - ALTER DATABASE ... ALLOW_CONNECTIONS true")
-    prepared = conn.execute(PREPARED_SQL, [pair]).fetchall()
-    if prepared:
-        raise SwapFailure("prepared transactions block the rename: " + ", ".join(
-            f"{r['gid']} in {r['database']}" for r in prepared) + "; COMMIT PREPARED or ROLLBACK PREPARED them first")
-    plan = swap_statements(live, replacement, keep_as, allow)
-    shown = [s.as_string(conn) for s in plan.close] + ["BEGIN"] + [s.as_string(conn) for s in plan.swap] + ["COMMIT"]
-    connected = sessions(conn, pair)
-    result.update(statements=shown, sessions=connected, changed=True)
-    if not p["terminate_sessions"] and connected:
-        raise SwapFailure(f"{len(connected)} sessions are connected to {live} or {replacement} (pids "
-                          + ", ".join(str(s["pid"]) for s in connected) + ") and terminate_sessions=false")
     if module.check_mode:
+        connected = result["sessions"]
         result.update(would_terminate=[s["pid"] for s in connected],
-                      msg=f"would rename {live} to {keep_as} and {replacement} to {live}"
+                      msg=f"would rename {opts.live} to {opts.keep_as} and {opts.replacement} to {opts.live}"
                       + (f", terminating {len(connected)} sessions" if connected else ""))
         module.exit_json(**result)
-
-    swap(module, result, conn, plan, pair, lock_ms)
-    now = {r["datname"]: r["oid"] for r in conn.execute(DATABASES_SQL, [[live, keep_as]]).fetchall()}
-    if now.get(live) != found[replacement]["oid"] or now.get(keep_as) != found[live]["oid"]:
-        raise SwapFailure(f"after the commit {live} has oid {now.get(live)} and {keep_as} {now.get(keep_as)}, "
-                          f"expected {found[replacement]['oid']} and {found[live]['oid']}")
-    result["msg"] = (f"{live} is now the former {replacement}; the former {live} is kept as {keep_as}"
-                     + (f" ({len(result['terminated'])} sessions terminated)" if result["terminated"] else ""))
-    if p["record_path"]:
-        write_record(module, result, conn, now[live], now[keep_as])
+    execute(module, conn, opts, plan, result)
     module.exit_json(**result)
-
-
-def write_record(module: AnsibleModule, result: dict[str, Any], conn: Any, oid: int, keep_as_oid: int) -> None:
-    """Write the swap's record atomically (a temporary file in the same directory, renamed); warn if it fails."""
-    p = module.params
-    path = p["record_path"]
-    try:
-        identifier = conn.execute(SYSTEM_IDENTIFIER_SQL).fetchone()["system_identifier"]
-        record = swap_record(live=p["live"], oid=oid, keep_as=p["keep_as"], keep_as_oid=keep_as_oid,
-                             xid=result["xid"], system_identifier=identifier,
-                             swapped_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             data=p["record_data"])
-        fd, tmp = tempfile.mkstemp(prefix=".swap-record-", dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    except (OSError, PsycopgError) as exc:
-        module.warn(f"the swap committed, but its record {path} could not be written ({first_line(exc, p)}): a "
-                    f"later restore cannot tell that {p['live']} is unchanged since, and treats it as changed")
-        return
-    result["record"] = record
-
-
-def swap(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Any, pair: list[str], lock_ms: str) -> None:
-    """Close, terminate, rename in one transaction; on any failure reopen both databases under their old names."""
-    p = module.params
-    result.update(terminated=[], attempts=0)
-    committed = False
-    try:
-        # (1) Refuse new sessions first and commit that: terminating first would let a client reconnect
-        # between its termination and the rename, which then fails on its new session.
-        for statement in plan.close:
-            conn.execute(statement)
-        if not p["terminate_sessions"]:
-            late = sessions(conn, pair)
-            if late:
-                raise SwapFailure(f"{len(late)} sessions connected to {' or '.join(pair)} meanwhile (pids "
-                                  + ", ".join(str(s["pid"]) for s in late) + ") and terminate_sessions=false")
-        for attempt in range(1, ATTEMPTS + 1):
-            result["attempts"] = attempt
-            # (2) End who is still there (and, on a retry, a session that was half-way in when (1) committed).
-            if p["terminate_sessions"]:
-                done, left = terminate(conn, pair, p["wait_timeout"])
-                result["terminated"] += done
-                if left:
-                    module.warn(f"pids {', '.join(map(str, left))} still connected after {p['wait_timeout']:g}s")
-            # (3) Both renames and the connections allowed again commit together, or neither does.
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", [lock_ms])
-                    for statement in plan.swap:
-                        conn.execute(statement)
-                    result["xid"] = int(conn.execute(XID_SQL[conn.info.server_version >= 130000]).fetchone()["xid"])
-                committed = True
-                result["swapped"] = True
-                return
-            except pg_errors.ObjectInUse as exc:
-                # PostgreSQL waited 5 s for a session to leave; end it and try again
-                if attempt == ATTEMPTS or not p["terminate_sessions"]:
-                    raise SwapFailure(f"the rename failed {attempt} times: {first_line(exc, p)}") from exc
-            except pg_errors.LockNotAvailable as exc:
-                raise SwapFailure(f"the rename waited longer than lock_timeout {p['lock_timeout']} for its lock: "
-                                  f"{first_line(exc, p)}; nothing was renamed") from exc
-    finally:
-        if not committed:
-            reopen(module, conn, plan)
-
-
-def reopen(module: AnsibleModule, conn: Any, plan: Any) -> None:
-    """Give both databases back the connections they allowed before; warn (never raise over the cause) if not."""
-    fresh = None
-    if plan.reopen and (conn.closed or conn.broken):
-        fresh, err = connect(module, dbname=module.params["maintenance_db"], autocommit=True)
-        if err:
-            module.warn(f"could not reconnect to allow connections again after the failed swap: {err}")
-            return
-    try:
-        for statement in plan.reopen:
-            try:
-                (fresh or conn).execute(statement)
-            except PsycopgError as exc:
-                module.warn(f"could not run {statement.as_string(None)} after the failed swap; run it by hand: "
-                            f"{first_line(exc, module.params)}")
-    finally:
-        if fresh is not None:
-            fresh.close()
 
 
 if __name__ == "__main__":

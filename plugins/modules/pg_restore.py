@@ -102,6 +102,24 @@ options:
         the restore lock in the same call (see O(lock_path)) and reports a change; otherwise reports none.
     type: bool
     default: false
+  swap:
+    description:
+      - After the restore has verified, put O(target_db) in the place of O(like_db), keeping O(like_db) as
+        O(keep_as) (required), in B(one transaction), exactly as M(runbook.ops.pg_database_swap) does (sessions
+        refused, then ended, then both renames; see its documentation), connected to O(login_db). With
+        O(swap_record), the swap's record is written there (the backup id, the oids, the swap's transaction id),
+        which a later O(check_only) reads. One module call instead of two for a restore.
+      - RV(swapped) says whether the swap committed. A failure before the commit drops O(target_db) as any
+        failed restore does, and O(like_db) is untouched; a failure after it (the oids do not match) keeps both
+        and fails with RV(swapped=true), so that the caller swaps back with M(runbook.ops.pg_database_swap).
+    type: bool
+    default: false
+  lock_token:
+    description:
+      - With O(swap), the token the guards' call took O(lock_path) with (V(token) in RV(lock)); the lock is released
+        once the swap has committed, for a restore that has nothing left to do after it. A lock that cannot be
+        released is a warning (the swap is done).
+    type: str
   lock_path:
     description:
       - With O(check_only), the lock file that keeps a second restore of this target out, taken as
@@ -123,7 +141,7 @@ options:
         broken (V(stale) in RV(lock)). Unset means never broken. Pick it well above the longest restore.
     type: raw
   keep_as:
-    description: With O(check_only), the name the swap would keep O(like_db) under (the safety copy).
+    description: With O(check_only) or O(swap), the name the swap keeps O(like_db) under (the safety copy).
     type: str
   allow_other_cluster:
     description: With O(check_only), accept a backup taken on another cluster (disaster recovery onto a new server).
@@ -131,7 +149,8 @@ options:
     default: false
   swap_record:
     description:
-      - With O(verify_only) (or O(check_only)), the record M(runbook.ops.pg_database_swap) wrote
+      - With O(swap), the record of the swap is written to this path.
+      - With O(verify_only) (or O(check_only)), the record M(runbook.ops.pg_database_swap) (or O(swap)) wrote
         (O(runbook.ops.pg_database_swap#module:record_path)) when the database verified took its name. The check
         C(unchanged_since_swap) then proves that B(nothing was written to it since) - no row of any table has a
         transaction id (C(xmin)) after the swap's, and no table, column or index was created or altered since
@@ -366,6 +385,11 @@ restore_s:
   returned: when the restore ran
   type: float
   sample: 12.31
+swap_s:
+  description: With O(swap), seconds the swap took (sessions ended, renamed, the record written).
+  returned: when O(swap) and the restore verified
+  type: float
+  sample: 0.21
 verify_s:
   description: Seconds the verification took.
   returned: when the verification ran
@@ -422,6 +446,19 @@ lock:
   type: dict
   sample: {"token": "3f0c2a9d6b8e4f1a9c7d5e3b1a0f2e4d", "acquired": true, "stale": false,
            "path": "/var/backups/postgresql/app/.restore.lock"}
+swapped:
+  description: With O(swap), whether the swap committed (O(target_db) now has the name O(like_db)).
+  returned: always
+  type: bool
+  sample: true
+swap:
+  description:
+    - With O(swap), what the swap did, as M(runbook.ops.pg_database_swap) returns it - V(databases) (oids before),
+      V(statements), V(sessions) and V(terminated), V(attempts), V(xid) (the swap transaction's id) and V(record)
+      (what was written to O(swap_record)); with O(lock_token), V(lock) (the release, as M(runbook.ops.run_lock)
+      returns it).
+  returned: when O(swap) and the restore verified
+  type: dict
 already_restored:
   description: With O(check_only), whether O(like_db) holds the backup already (see O(check_only)).
   returned: with O(check_only)
@@ -507,8 +544,9 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks impo
     restore_failure,
     settings_statements,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.pg_swap import SwapFailure, SwapOptions, execute, prepare
 from ansible_collections.runbook.ops.plugins.module_utils.run_lock import (
-    LockError, acquire, break_after_seconds, current_user, os_error_message,
+    LockError, acquire, break_after_seconds, current_user, os_error_message, release,
 )
 
 try:
@@ -551,6 +589,8 @@ def argument_spec() -> dict[str, Any]:
         verify_checksums={"type": "bool", "default": True},
         keep_failed={"type": "bool", "default": False},
         bindir={"type": "path"},
+        swap={"type": "bool", "default": False},
+        lock_token={"type": "str", "no_log": False},
         lock_path={"type": "path"},
         lock_owner={"type": "str", "default": "runbook.ops.pg_restore"},
         lock_break_after={"type": "raw"},
@@ -582,8 +622,20 @@ def check_options(module: AnsibleModule, result: dict[str, Any]) -> None:
                             "(e.g. postgres, or like_db)")
     if p["jobs"] < 1:
         problems.append("jobs must be 1 or more")
-    if p["lock_path"] and not p["check_only"]:
-        problems.append("lock_path goes with check_only (the guards take the lock)")
+    if p["lock_path"] and not (p["check_only"] or p["swap"]):
+        problems.append("lock_path goes with check_only (the guards take the lock) or swap (it releases it)")
+    if p["lock_token"] and not (p["swap"] and p["lock_path"]):
+        problems.append("lock_token goes with swap and lock_path")
+    if p["swap"]:
+        if p["check_only"] or p["verify_only"]:
+            problems.append("swap excludes check_only and verify_only")
+        if not p["keep_as"]:
+            problems.append("swap needs keep_as, the name to keep like_db under")
+        elif len({p["target_db"], p["like_db"], p["keep_as"]}) != 3:
+            problems.append("target_db, like_db and keep_as must be three different names")
+        if p["login_db"] in (p["like_db"], p["keep_as"]):
+            problems.append(f"login_db is {p['login_db']!r}, one of the databases the swap renames; connect to "
+                            "another one (e.g. postgres)")
     try:
         break_after_seconds(p["lock_break_after"])
     except ValueError as err:
@@ -917,6 +969,36 @@ def guard(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: di
     module.exit_json(**result)
 
 
+def swap_in(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict[str, Any]) -> str | None:
+    """swap: target_db takes like_db's name, like_db is kept as keep_as (pg_swap, as pg_database_swap does it);
+    then the guards' lock is released (lock_token). The cause of a failure, or None."""
+    p = module.params
+    opts = SwapOptions(live=p["like_db"], replacement=p["target_db"], keep_as=p["keep_as"],
+                       maintenance_db=p["login_db"], record_path=p["swap_record"],
+                       record_data={"backup_id": manifest["id"]})
+    swapped: dict[str, Any] = {"swapped": False}
+    result["swap"] = swapped
+    started = time.monotonic()
+    try:
+        plan = prepare(module, conn, opts, swapped)
+        if plan is None:
+            raise SwapFailure(f"{p['target_db']} is gone and {p['keep_as']} exists: not the state a restore leaves")
+        execute(module, conn, opts, plan, swapped)
+    except (SwapFailure, PsycopgError) as exc:
+        result["swapped"] = swapped["swapped"]
+        return f"the swap of {p['target_db']} into the place of {p['like_db']} failed: {first_line(exc, p)}"
+    finally:
+        result["swap_s"] = round(time.monotonic() - started, 3)
+    result["swapped"] = True
+    result["msg"] += f"; {swapped['msg']}"
+    if p["lock_token"]:
+        try:
+            swapped["lock"] = release(p["lock_path"], token=p["lock_token"], force=False)
+        except (LockError, OSError) as exc:
+            module.warn(f"the swap is done, but the restore lock {p['lock_path']} could not be released: {exc}")
+    return None
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[("backup_path", "backup_dir")],
@@ -924,7 +1006,7 @@ def main() -> None:
     p = module.params
     verify_only = p["verify_only"]
     result: dict[str, Any] = {"changed": False, "target_db": p["target_db"], "like_db": p["like_db"],
-                              "verify_only": verify_only, "dropped": False}
+                              "verify_only": verify_only, "dropped": False, "swapped": False}
     manifest: dict[str, Any] = {}
     pg_restore = archive = None
     try:
@@ -990,7 +1072,9 @@ def run(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict
     result["argv"] = argv
     result["changed"] = True
     if module.check_mode:
-        result["msg"] = f"would restore backup {manifest['id']} into a new database {target} like {like_db}"
+        result["msg"] = (f"would restore backup {manifest['id']} into a new database {target} like {like_db}"
+                         + (f", then put it in the place of {like_db}, keeping {like_db} as {p['keep_as']}"
+                            if p["swap"] else ""))
         module.exit_json(**result)
 
     created: dict[str, int] = {}
@@ -1004,7 +1088,14 @@ def run(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict
         total = result.get("restore_s", 0) + result.get("verify_s", 0)
         result["msg"] = (f"restored backup {manifest['id']} into {target} ({len(manifest['tables'])} tables, "
                          f"{len(result['checks'])} checks) in {total:.1f}s")
-        module.exit_json(**result)
+        if not p["swap"]:
+            module.exit_json(**result)
+        cause = swap_in(module, result, conn, manifest)
+        if cause is None:
+            module.exit_json(**result)
+        if result["swapped"]:
+            # committed: target_db holds the name like_db now; the caller swaps back, nothing is dropped here
+            module.fail_json(msg=redact(cause, p), **result)
     result["changed"] = oid is not None
     if oid is not None and not p["keep_failed"]:
         dropped, problem = drop_target(module, conn, target, oid)

@@ -49,9 +49,8 @@ APP_VARS = HOSTS["children"]["app"]["hosts"][APP_HOST]
 HEALTH_URL = APP_VARS["runbook_app_url"].rstrip("/") + APP_VARS["runbook_app_health_path"]
 APP_USER = HOSTS["children"]["postgres"]["hosts"][HOST]["runbook_pg_app_user"]
 TEST_APP = "runbook.ops-tests-restore"
-RESTORE_TASK = "Act | restore the backup into a new database and verify it there"
+RESTORE_TASK = "Act | restore the backup into a new database, verify it there, and swap it in keeping the safety copy"
 RESCUE_FAIL_TASK = "Rescue | fail with the cause (the previous database is in place)"
-SWAP_TASK = "Act | put the restored database in the place of the live one, keeping the old one as the safety copy"
 SWAP_BACK_TASK = "Rescue | swap back, the previous database is under its own name again"
 STOP_TASK = "Act | stop the supervisord processes"
 START_TASK = "Act | start the supervisord processes"
@@ -447,7 +446,7 @@ def test_failure_after_the_swap_swaps_back(shared: Scratch) -> None:
         ensure_app_running()
 
     assert result.rc != 0, result.stdout[-3000:]
-    swapped = result.host_results(HOST, SWAP_TASK)
+    swapped = result.host_results(HOST, RESTORE_TASK)
     assert swapped and swapped[0]["swapped"] is True, "the fault struck before the swap: nothing to swap back"
     swapped_back = result.host_results(HOST, SWAP_BACK_TASK)
     assert swapped_back and swapped_back[0]["swapped"] is True, swapped_back
@@ -541,6 +540,12 @@ def test_restore_of_a_backup_without_exact_counts_says_so(sandbox: Target,
         assert all(t in report for t in tables), report
         exported = result.host_results(HOST, "Report | export")[0]["ansible_facts"]["restore_result"]
         assert sorted(exported["rows_not_compared"]) == tables, exported
+        # no writers to start: the restore call released the lock right after its swap
+        assert result.host_results(HOST, RESTORE_TASK)[0]["swap"]["lock"]["released"] is True
+        release = [ev["event"] for ev in result.events if ev["event"].startswith("runner_on_")
+                   and ev["event"] != "runner_on_start" and ev["event_data"].get("task") == "Release the restore lock"]
+        assert release == ["runner_on_skipped"], release
+        assert not (db.backup_dir / db.name / ".restore.lock").exists()
     finally:
         db.drop_all()
         shutil.rmtree(db.backup_dir, ignore_errors=True)
