@@ -50,8 +50,11 @@ if [ -f sandbox/fleet.py ]; then
 fi
 
 step "pytest: units, sandbox, fleet, packaging"
+# Two workers (CI has two cores); tests/conftest.py groups the tests that share state, so that each group runs
+# on one worker, in order.
 mkdir -p build
-pytest -q ${markers:+-m "$markers"} --junitxml=build/pytest.xml tests/unit tests/integration
+pytest -q -n "${RUNBOOK_TEST_WORKERS:-2}" --dist loadgroup ${markers:+-m "$markers"} --junitxml=build/pytest.xml \
+  tests/unit tests/integration
 
 scenarios=0
 if [ -f sandbox/fleet.py ]; then

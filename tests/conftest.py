@@ -48,3 +48,38 @@ def fleet() -> Target:
     _bring_up("fleet.py")
     env_file = ROOT / ".fleet" / "env"
     return Target(inventory=ROOT / "inventories" / "fleet", env=read_env(env_file) if env_file.exists() else {})
+
+
+# `pytest -n 2 --dist loadgroup` (scripts/test.sh) runs one group of tests at a time on each worker. These files
+# work only in things of their own on the shared sandbox (databases named for the test, a key prefix, a throwaway
+# server, a temporary directory) and never stop a sandbox service, so each may run beside any other. Everything
+# else on the sandbox stops, starts or checks the shared writers, the demo app or the whole stack, so it runs in
+# one serial group; the fleet's tests are another (one of them takes the fleet down and up). A new file is serial
+# until it is listed here.
+ISOLATED = frozenset({
+    "test_backup", "test_db_health", "test_flush_cache", "test_kill_queries", "test_pg_backup_modules",
+    "test_pg_restore_modules", "test_pg_sessions_filters", "test_queue_bullmq", "test_queue_celery", "test_queue_rq",
+    "test_queue_sidekiq", "test_redis_health", "test_redis_snapshot", "test_restore_drill", "test_slow_queries",
+    "test_vacuum",
+})
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The group an item runs in under --dist loadgroup."""
+    if item.get_closest_marker("fleet"):
+        return "fleet"
+    if "unit" in item.path.parts or item.path.stem in ISOLATED:
+        return item.path.stem
+    return "sandbox-shared"
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # marked as collected: xdist reads the marks into the node ids in its pytest_collection_modifyitems
+    item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # xdist groups by a suffix it writes into the node ids; were that to stop working (pytest 9 with xdist 3.8
+    # ignores it), tests sharing state would run side by side and fail in ways that look like bugs
+    if session.config.getvalue("loadgroup") and any("@" not in item.nodeid for item in session.items):
+        raise pytest.UsageError("--dist loadgroup did not group the tests: see requirements.txt on pytest's pin")
