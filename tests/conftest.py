@@ -81,5 +81,5 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     # xdist groups by a suffix it writes into the node ids; were that to stop working (pytest 9 with xdist 3.8
     # ignores it), tests sharing state would run side by side and fail in ways that look like bugs
-    if session.config.getvalue("loadgroup") and any("@" not in item.nodeid for item in session.items):
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in item.nodeid for item in session.items):
         raise pytest.UsageError("--dist loadgroup did not group the tests: see requirements.txt on pytest's pin")
