@@ -269,11 +269,13 @@ def _was_running(result: PlaybookResult, host: str) -> list[list[str]]:
 
 def _changed_by(res: dict[str, Any]) -> list[str] | None:
     """The services one act task changed, in order: the changed items of a loop (systemd), or the processes
-    supervisorctl said it stopped or started (one call for all); None for a task that did not act (skipped)."""
+    supervisorctl said it stopped or started, in the order the task named them (one supervisorctl per process,
+    all at once: they answer in any order); None for a task that did not act (skipped)."""
     if "results" in res:
         return [item["item"]["name"] for item in res["results"] if item.get("changed")]
     if "stdout_lines" in res:
-        return [line.rsplit(": ", 1)[0] for line in res["stdout_lines"] if line.endswith((": stopped", ": started"))]
+        done = {line.rsplit(": ", 1)[0] for line in res["stdout_lines"] if line.endswith((": stopped", ": started"))}
+        return [name for name in res["cmd"] if name in done]
     return None
 
 
@@ -297,6 +299,12 @@ def _states(config: Path | str) -> dict[str, str]:
 
 def _pid(config: Path | str, name: str) -> int:
     return int(_supervisorctl(config, "pid", name).stdout.strip() or 0)
+
+
+def _spawned_at(pid: int) -> float:
+    """When a process started, in seconds since boot (/proc/<pid>/stat, field 22, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def _health(url: str) -> int | None:
@@ -438,6 +446,9 @@ def test_supervisord_four_runs_health_wait_and_exact_restart(baseline: Private, 
 
     start = _ok(_control(books, inv, PRIVATE, was_running, "started"))
     assert _acted(start, PRIVATE) == [["web", "worker:worker-0"]]
+    # started together: the worker did not wait for web's startsecs (1 s) as `supervisorctl start web worker` would
+    spawned = {name: _spawned_at(_pid(cfg, name)) for name in ("web", "worker:worker-0")}
+    assert abs(spawned["worker:worker-0"] - spawned["web"]) < 1, spawned
     assert _one(start, PRIVATE, HEALTH_POLL)["status"] == 200
     assert _states(cfg) == before  # worker:worker-1, stopped before, is stopped still
     assert _health(private.health_url) == 200
