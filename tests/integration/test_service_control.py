@@ -662,9 +662,9 @@ def test_fleet_restore_stops_every_worker_instance_and_starts_exactly_those(scal
     assert _was_running(real, FLEET_DB) == [running]
     assert _one(real, FLEET_DB, HEALTH_POLL)["status"] == 200
     report = [r["msg"] for r in _all(real, FLEET_DB, "Report | one line for this host")]
-    # (the lines begin with db1, the host the restore runs on)
-    assert report[0] == f"{FLEET_DB}: stopped {', '.join(running[::-1])}; was running: {', '.join(running)}"
-    assert report[1].startswith(f"{FLEET_DB}: started {', '.join(running)}; health: ") and len(report) == 2
+    # the lines name app1, where the writers run, not db1, where the restore runs
+    assert report[0] == f"{FLEET_APP}: stopped {', '.join(running[::-1])}; was running: {', '.join(running)}"
+    assert report[1].startswith(f"{FLEET_APP}: started {', '.join(running)}; health: ") and len(report) == 2
     # each running writer really restarted (a new invocation), demo-worker@4 was not started
     assert _states_of(after) == _states_of(before)
     assert all(after[unit][1] != before[unit][1] for unit in running), (before, after)
