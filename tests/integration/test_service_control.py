@@ -62,6 +62,7 @@ WAS_RUNNING = "Plan | the services to act on, the state before acting, and what 
 ACT = "Act | "
 HEALTH_POLL = "Health | poll the health endpoint until it answers 200"
 HEALTH_OK = "Health | the endpoint answered 200"
+VERIFY = "Verify | each service is in the state asked"
 
 ROLES = {
     "caller": """\
@@ -412,6 +413,8 @@ def test_supervisord_four_runs_health_wait_and_exact_restart(baseline: Private, 
 
     stop = _ok(_control(books, inv, PRIVATE, services, "stopped"))
     assert stop.changed(PRIVATE) > 0
+    # supervisorctl said "<name>: stopped" for each, once it had exited: nothing is read back
+    assert not _all(stop, PRIVATE, VERIFY)
     assert _acted(stop, PRIVATE) == [["worker:worker-0", "web"]]  # last first
     assert _was_running(stop, PRIVATE) == [["web", "worker:worker-0"]]
     assert _states(cfg) == {**before, "web": "STOPPED", "worker:worker-0": "STOPPED"}
@@ -449,6 +452,7 @@ def test_supervisord_four_runs_health_wait_and_exact_restart(baseline: Private, 
     # started together: the worker did not wait for web's startsecs (1 s) as `supervisorctl start web worker` would
     spawned = {name: _spawned_at(_pid(cfg, name)) for name in ("web", "worker:worker-0")}
     assert abs(spawned["worker:worker-0"] - spawned["web"]) < 1, spawned
+    assert not _all(start, PRIVATE, VERIFY)  # "<name>: started" for each, after its startsecs
     assert _one(start, PRIVATE, HEALTH_POLL)["status"] == 200
     assert _states(cfg) == before  # worker:worker-1, stopped before, is stopped still
     assert _health(private.health_url) == 200
