@@ -289,8 +289,10 @@ def ensure_host_cert(host: str) -> tuple[Path, Path]:
     ext = tls / f"{host}.ext"
     ext.write_text(f"{sans}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
                    "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    # a random serial of its own: hosts are provisioned in parallel, and -CAcreateserial's shared ca.srl was read
+    # half-written by one host while another wrote it ("Unable to load number from ca.srl")
     run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(tls / "ca.crt"), "-CAkey", str(tls / "ca.key"),
-         "-CAcreateserial", "-days", "825", "-out", str(crt), "-extfile", str(ext)])
+         "-set_serial", str(secrets.randbits(63) | 1 << 62), "-days", "825", "-out", str(crt), "-extfile", str(ext)])
     csr.unlink()
     ext.unlink()
     return crt, key
