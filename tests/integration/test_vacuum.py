@@ -128,7 +128,9 @@ def test_four_runs_vacuum_exactly_the_dirty_tables(vacuum_db: Target) -> None:
     done = _report(runs.real)
     assert len(done) == 4, done
     assert re.search(r' -> VACUUM \(ANALYZE\) "public"."dirty_a" in [\d.]+ s; dead tuples 25000 -> 0, changed rows ', done[0])
-    assert re.match(rf"{DB}: timings: connect [\d.]+ s, read [\d.]+ s, statements [\d.]+ s in 2 session\(s\), "
+    # the sessions that ran statements: the second connects in its own thread, and on a busy machine the first may
+    # have vacuumed both small tables before it is in
+    assert re.match(rf"{DB}: timings: connect [\d.]+ s, read [\d.]+ s, statements [\d.]+ s in [12] session\(s\), "
                     r"re-read [\d.]+ s$", done[2]), done
     assert done[3] == "vacuum: 2 table(s) processed in 1 database(s) with vacuum_analyze", done
     assert _report(runs.real_again) == [f"{DB}: nothing to do (3 tables examined)",
