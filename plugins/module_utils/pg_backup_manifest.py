@@ -28,6 +28,9 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import (
 
 MANIFEST_VERSION = 1
 MIGRATION_TOOLS = (None, "alembic", "prisma")
+# how pg_backup checked the data whole (data_check): the archive walked block by block, or read back with
+# pg_restore; None: not checked, or a manifest from before it was recorded (optional, like data_checked)
+DATA_CHECKS = (None, "blocks", "read_back")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Large reads into one reused buffer: hashlib releases the GIL on them, so files hash in parallel threads.
 _CHUNK = 4 * 1024 * 1024
@@ -207,6 +210,8 @@ def validate_manifest(manifest: Any, *, database: str | None = None, backup_id: 
     # optional: manifests from before it was recorded lack it (their data counts as not read back)
     if not isinstance(manifest.get("data_checked", False), bool):
         errors.append("data_checked must be true or false")
+    if manifest.get("data_check") not in DATA_CHECKS:
+        errors.append(f"data_check must be one of {', '.join(c for c in DATA_CHECKS if c)} or null")
     _check_utc(errors, "created_at", manifest.get("created_at"))
     _check_utc(errors, "verified_at", manifest.get("verified_at"), nullable=True)
     _check_files(errors, manifest)

@@ -19,7 +19,7 @@ description:
   - 3. C(pg_restore --list) reads the archive, in the manifest's format, and lists exactly the manifest's
     C(toc_entries);
   - 4. with O(check_data), every data block reads back (C(pg_restore --file=/dev/null)); by default only when
-    the backup's data was not read back when it was made.
+    the backup's data was not checked whole when it was made.
   - The files are hashed in parallel threads, with large reads, while C(pg_restore --list) runs.
   - On success it records C(verified_at) in the manifest (written atomically), the first time only. A backup
     verified before is checked again in full but changes nothing (RV(changed=false)); RV(checked_at) says when
@@ -59,9 +59,10 @@ options:
         each file already proves it is unchanged since the backup; this proves the archive reads to its end.
         It costs one single-threaded read and decompression of the whole archive.
       - Unset (the default), the data is read back only when the manifest does not record that
-        M(runbook.ops.pg_backup) read it back when it made the backup (C(data_checked), its
-        O(runbook.ops.pg_backup#module:check_data)). So it is read once per backup, since the checksums prove
-        the files are still the ones read back then. V(true) always reads it back, V(false) never.
+        M(runbook.ops.pg_backup) checked it whole when it made the backup (C(data_checked), its
+        O(runbook.ops.pg_backup#module:check_data): a compressed custom archive walked block by block, other
+        dumps read back; C(data_check) says which). So the data is checked once per backup, since the checksums
+        prove the files are still the ones checked then. V(true) always reads it back, V(false) never.
     type: bool
 attributes:
   check_mode:
@@ -232,7 +233,7 @@ def argument_spec() -> dict[str, Any]:
         "database": {"type": "str"},
         "id": {"type": "str", "default": LATEST},
         "bindir": {"type": "path"},
-        # None: read back only when the backup was not read back when it was made (once per backup)
+        # None: read back only when the backup's data was not checked when it was made (once per backup)
         "check_data": {"type": "bool"},
     }
 

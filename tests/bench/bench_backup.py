@@ -17,9 +17,9 @@ the password in PGPASSWORD only. Each phase runs its contenders side by side in 
 rotates from round to round (the machine is shared and noisy: read the medians and the load average):
 
 - backup: backup.yml with backup_verify=false (the dump alone, as the module makes it: pg_dump with the exact
-  row counts read meanwhile in its snapshot, pg_restore --list and the data read back with the sha256 hashed
-  meanwhile, the manifest), the same with backup_verify=true (checksums and TOC again; the data is read back
-  once, by the dump), the same with backup_check_data=false too (where the module's own read-back goes), and
+  row counts read meanwhile in its snapshot, pg_restore --list and the data checked whole with the sha256 hashed
+  meanwhile, the manifest), the same with backup_verify=true (checksums and TOC again; the data is checked
+  once, by the dump), the same with backup_check_data=false too (where the module's own data check goes), and
   raw pg_dump with the format, jobs and compression that the playbook's manifest records (an untimed playbook
   run first gives it). The backups are deleted before each round. Each playbook row also shows the module's
   own work (the manifest's duration_s), without ansible-playbook's start-up and its tasks. Goal: backup.yml
@@ -219,7 +219,7 @@ def bench_backups(args: argparse.Namespace, bindir: str, pg: dict[str, str], bac
             "backup_retention": False, "backup_verify": False}
     variants = {"backup.yml": (base, False),
                 "backup.yml verify": ({**base, "backup_verify": True}, True),
-                "backup.yml no read-back": ({**base, "backup_check_data": False}, False)}
+                "backup.yml no data check": ({**base, "backup_check_data": False}, False)}
     # untimed: warms the caches and says with which format, jobs and compression the playbook dumps
     run(playbook_argv("backup.yml", base), ansible_env())
     manifest = backups(backup_dir)[-1][1]
@@ -669,9 +669,9 @@ def main() -> None:
             f"<= 1.10x: {met(b['backup.yml'] <= 1.10 * dump)} (overhead {b['backup.yml'] - dump:+.2f} s)")
         row("backup.yml backup_verify=true", b["backup.yml verify"], dump,
             f"(reported; overhead {b['backup.yml verify'] - dump:+.2f} s)")
-        row("backup.yml verify=false, check_data=false", b["backup.yml no read-back"], dump,
-            f"(where the time goes; overhead {b['backup.yml no read-back'] - dump:+.2f} s)")
-        for name in ("backup.yml", "backup.yml verify", "backup.yml no read-back"):
+        row("backup.yml verify=false, check_data=false", b["backup.yml no data check"], dump,
+            f"(where the time goes; overhead {b['backup.yml no data check'] - dump:+.2f} s)")
+        for name in ("backup.yml", "backup.yml verify", "backup.yml no data check"):
             work = b.get(f"{name} module")
             if work:
                 print(f"{'':44} {'':>9} {work / dump:6.2f}x {'':>7}  {name}: the pg_backup module's own work "

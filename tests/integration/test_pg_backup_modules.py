@@ -250,7 +250,9 @@ def test_manifest_describes_the_backup(source: Target, tmp_path: Path) -> None:
     assert (manifest["format"], manifest["compression"], manifest["jobs"]) == ("custom", "gzip:1", 1)
     assert (manifest["migration_tool"], manifest["migration_revision"]) == ("alembic", REVISION)
     assert manifest["verified_at"] is None and manifest["duration_s"] > 0
-    assert manifest["data_checked"] is True  # read back by default: the verification need not read it again
+    # checked whole by default (a compressed custom archive: walked block by block), so the verification need
+    # not read it again
+    assert (manifest["data_checked"], manifest["data_check"]) == (True, "blocks")
     # where the time went; the counts ran while pg_dump did, so they do not add up to the total
     timings = made["timings"]
     assert set(timings) == {"row_counts_s", "pg_dump_s", "pg_restore_list_s", "check_data_s", "checks_and_sha256_s",
@@ -289,6 +291,8 @@ def test_directory_format_with_jobs_restores_identical_data(source: Target, tmp_
     manifest, archive = made["manifest"], Path(made["archive"])
     assert "--jobs=2" in made["cmd"] and "--compress=6" in made["cmd"] and "--format=directory" in made["cmd"]
     assert (manifest["format"], manifest["compression"], manifest["jobs"]) == ("directory", "gzip:6", 2)
+    # one compressed file per table: only decompressing finds one cut short
+    assert (manifest["data_checked"], manifest["data_check"]) == (True, "read_back")
     on_disk = sorted(str(p.relative_to(archive.parent)) for p in archive.rglob("*") if p.is_file())
     assert [f["path"] for f in manifest["files"]] == on_disk
     assert "dump/toc.dat" in on_disk and sum(p.endswith(".dat.gz") for p in on_disk) == len(EXPECTED_TABLES)
@@ -418,20 +422,25 @@ def test_the_migration_revision_of_prisma_or_none(sandbox: Target, tmp_path: Pat
         pg_fixtures.drop(sandbox, plain)
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('"$REAL" "$@"\nsize=$(stat -c %s "$OUT")\ntruncate -s $((size / 2)) "$OUT"',
-     "reading back dump.custom (pg_restore --file=/dev/null) failed"),
-    ('"$REAL" "$@"\necho "pg_dump: warning: the operator must hear of this" >&2',
+HALF = '"$REAL" "$@"\nsize=$(stat -c %s "$OUT")\ntruncate -s $((size / 2)) "$OUT"'
+
+
+@pytest.mark.parametrize(("body", "options", "message"), [
+    # compressed (the default, gzip:1): the block walk finds where the archive ends
+    (HALF, {}, "pg_dump exited 0 but dump.custom is not whole: the archive ends inside the data of TABLE DATA public"),
+    # uncompressed: read back with pg_restore
+    (HALF, {"compression": "none"}, "reading back dump.custom (pg_restore --file=/dev/null) failed"),
+    ('"$REAL" "$@"\necho "pg_dump: warning: the operator must hear of this" >&2', {},
      "pg_dump exited 0 but reported: pg_dump: warning: the operator must hear of this"),
-    (': > "$OUT"', "pg_dump exited 0 but dump.custom is empty"),
-    ("exit 0", "pg_dump exited 0 but wrote no dump.custom"),
-], ids=["truncated", "warning", "empty", "no-archive"])
+    (': > "$OUT"', {}, "pg_dump exited 0 but dump.custom is empty"),
+    ("exit 0", {}, "pg_dump exited 0 but wrote no dump.custom"),
+], ids=["truncated", "truncated-uncompressed", "warning", "empty", "no-archive"])
 def test_a_pg_dump_that_exits_0_with_a_bad_archive_is_refused(source: Target, tmp_path: Path, body: str,
-                                                              message: str) -> None:
+                                                              options: dict[str, Any], message: str) -> None:
     backup_dir = tmp_path / "backups"
     backup_dir.mkdir()
     bindir = fake_bindir(tmp_path, body)
-    done = run(source, play(tmp_path, [backup_task(backup_dir, bindir=str(bindir))]))
+    done = run(source, play(tmp_path, [backup_task(backup_dir, bindir=str(bindir), **options)]))
     assert done.rc != 0
     failed = result(done, "backup")
     assert failed["event"] == "runner_on_failed" and message in failed["msg"], failed["msg"]
@@ -565,7 +574,7 @@ def test_verify_refuses_a_truncated_custom_dump(source: Target, tmp_path: Path) 
 
 
 def test_verify_reads_the_data_back_only_when_the_backup_did_not(source: Target, tmp_path: Path) -> None:
-    """Once per backup: pg_backup reads the data back by default and says so in the manifest (data_checked);
+    """Once per backup: pg_backup checks the data by default and says so in the manifest (data_checked);
     the verification then checks the files and the TOC only, unless told to read the data, or the backup did
     not (check_data=false), or the manifest is from before data_checked was recorded."""
     backup_dir = tmp_path / "backups"
@@ -576,6 +585,7 @@ def test_verify_reads_the_data_back_only_when_the_backup_did_not(source: Target,
     assert made.rc == 0, made.stdout[-3000:]
     read, unread = result(made, "read"), result(made, "unread")
     assert (read["manifest"]["data_checked"], unread["manifest"]["data_checked"]) == (True, False)
+    assert (read["manifest"]["data_check"], unread["manifest"]["data_check"]) == ("blocks", None)
     assert "check_data_s" in read["timings"] and "check_data_s" not in unread["timings"]
     old_style = Path(read["backup_path"]).parent / "old-style"
     shutil.copytree(read["backup_path"], old_style)

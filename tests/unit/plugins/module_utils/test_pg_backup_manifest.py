@@ -70,6 +70,8 @@ def test_valid_manifest_has_no_errors() -> None:
                                      migration_tool=None, migration_revision=None, host=None, port=None)) == []
     # data_checked is optional (manifests from before it was recorded), a boolean when there
     assert validate_manifest(changed(data_checked=True)) == validate_manifest(changed(data_checked=False)) == []
+    # so is data_check, how the data was checked (VALID has none)
+    assert [validate_manifest(changed(data_check=how)) for how in ("blocks", "read_back", None)] == [[]] * 3
 
 
 @pytest.mark.parametrize(("manifest", "message"), [
@@ -103,6 +105,7 @@ def test_valid_manifest_has_no_errors() -> None:
     (changed(duration_s=-1), "duration_s must be a number >= 0"),
     (changed(server_version_num="150018"), "server_version_num must be an integer"),
     (changed(data_checked="yes"), "data_checked must be true or false"),
+    (changed(data_check="decompressed"), "data_check must be one of blocks, read_back or null"),
 ])
 def test_invalid_manifests_say_what_is_wrong(manifest: Any, message: str) -> None:
     errors = validate_manifest(manifest)
