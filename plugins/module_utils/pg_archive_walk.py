@@ -95,7 +95,7 @@ def _header(r: _Reader) -> tuple[int, int, int]:
     version = (r.byte("the header"), r.byte("the header"), r.byte("the header"))
     if not OLDEST <= version[:2] <= NEWEST:
         raise ArchiveVersionUnknown(f"archive version {'.'.join(map(str, version))} is not one this walk knows "
-                             f"({'.'.join(map(str, OLDEST))} to {'.'.join(map(str, NEWEST))})")
+                                    f"({'.'.join(map(str, OLDEST))} to {'.'.join(map(str, NEWEST))})")
     r.int_size = r.byte("the header")
     offset_size = r.byte("the header")
     if r.byte("the header") != FORMAT_CUSTOM:

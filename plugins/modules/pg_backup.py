@@ -24,9 +24,9 @@ description:
   - B(Checked.) pg_dump runs as an argument list through C(run_command), never a shell; the password is only in
     its environment (C(PGPASSWORD)). The backup fails when pg_dump exits non-zero B(or) prints a warning or an
     error, when the archive is missing or empty, when C(pg_restore --list) fails or lists no TOC entry, when the
-    archive has no data entry for a table that was counted, and (with O(check_data)) when the data does not read
-    back to the end, which is how a truncated archive shows (C(pg_restore --list) reads only the TOC). The
-    files' sha256 are computed in a thread meanwhile.
+    archive has no data entry for a table that was counted, and (with O(check_data)) when a data block the TOC
+    promises is not in the archive, whole, which is how a truncated archive shows (C(pg_restore --list) reads only
+    the TOC). The files' sha256 are computed in a thread meanwhile.
   - B(Atomic.) Everything is written into C(<id>.partial) and renamed to C(<id>) only when every check passed;
     on any failure the partial directory is removed and the module fails with the cause. A directory named
     C(<id>) is therefore always a complete backup. Directories are mode 0700, files 0600; C(manifest.json) is
@@ -38,8 +38,8 @@ description:
     password), C(server_version), C(server_version_num), C(system_identifier), C(pg_dump_version), C(format),
     C(compression), C(jobs), C(archive), C(files) (path, size and sha256 of every file of the archive),
     C(size_bytes), C(toc_entries), C(row_counts), C(tables) (schema, name, rows, rows_estimate),
-    C(migration_tool), C(migration_revision), C(duration_s), C(data_checked) (whether the data was read back,
-    O(check_data)) and C(verified_at) (null until verified).
+    C(migration_tool), C(migration_revision), C(duration_s), C(data_checked) (whether the data was checked whole,
+    O(check_data)), C(data_check) (how) and C(verified_at) (null until verified).
 extends_documentation_fragment:
   - runbook.ops.pg
 options:
@@ -115,7 +115,7 @@ options:
         when pg_dump exited 0.
       - A compressed custom-format archive is walked block by block, without decompressing it (the header,
         the TOC with each data entry's position, then every block's chunk lengths, up to the end of the
-        file): a few milliseconds for a few hundred MB of database. A directory-format dump, an uncompressed
+        file), in a few milliseconds for a few hundred MB of database. A directory-format dump, an uncompressed
         archive and an archive of a pg_dump newer than the walk knows are read back instead with
         C(pg_restore --file=/dev/null), one single-threaded read and decompression of the whole archive.
       - The manifest records that it was done as C(data_checked) and how as C(data_check) (V(blocks) or

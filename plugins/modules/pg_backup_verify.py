@@ -60,8 +60,8 @@ options:
         It costs one single-threaded read and decompression of the whole archive.
       - Unset (the default), the data is read back only when the manifest does not record that
         M(runbook.ops.pg_backup) checked it whole when it made the backup (C(data_checked), its
-        O(runbook.ops.pg_backup#module:check_data): a compressed custom archive walked block by block, other
-        dumps read back; C(data_check) says which). So the data is checked once per backup, since the checksums
+        O(runbook.ops.pg_backup#module:check_data), which walks a compressed custom archive block by block and
+        reads other dumps back; C(data_check) says which). So the data is checked once per backup, since the checksums
         prove the files are still the ones checked then. V(true) always reads it back, V(false) never.
     type: bool
 attributes:
