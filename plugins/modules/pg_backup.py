@@ -115,8 +115,9 @@ options:
         when pg_dump exited 0.
       - A compressed custom-format archive is walked block by block, without decompressing it (the header,
         the TOC with each data entry's position, then every block's chunk lengths, up to the end of the
-        file), in a few milliseconds for a few hundred MB of database. A directory-format dump, an uncompressed
-        archive and an archive of a pg_dump newer than the walk knows are read back instead with
+        file), in a few milliseconds for a few hundred MB of database. The walk reads archive version 1.14, which
+        pg_dump 12 to 15 write. A directory-format dump, an uncompressed archive and an archive of another
+        version (pg_dump 16 and later) are read back instead with
         C(pg_restore --file=/dev/null), one single-threaded read and decompression of the whole archive.
       - The manifest records that it was done as C(data_checked) and how as C(data_check) (V(blocks) or
         V(read_back)); M(runbook.ops.pg_backup_verify) then reads the data back only when asked, since
