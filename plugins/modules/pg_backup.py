@@ -115,10 +115,10 @@ options:
         when pg_dump exited 0.
       - A compressed custom-format archive is walked block by block, without decompressing it (the header,
         the TOC with each data entry's position, then every block's chunk lengths, up to the end of the
-        file), in a few milliseconds for a few hundred MB of database. The walk reads archive version 1.14, which
-        pg_dump 12 to 15 write. A directory-format dump, an uncompressed archive and an archive of another
-        version (pg_dump 16 and later) are read back instead with
-        C(pg_restore --file=/dev/null), one single-threaded read and decompression of the whole archive.
+        file), in a few milliseconds for a few hundred MB of database. The walk reads archive version 1.14,
+        which pg_dump 12 to 15 write. A directory-format dump, an uncompressed archive and an archive of
+        another version (pg_dump 16 and later) are read back instead with C(pg_restore --file=/dev/null),
+        one single-threaded read and decompression of the whole archive.
       - The manifest records that it was done as C(data_checked) and how as C(data_check) (V(blocks) or
         V(read_back)); M(runbook.ops.pg_backup_verify) then reads the data back only when asked, since
         matching checksums prove the files are the ones checked here.
@@ -346,8 +346,8 @@ timings:
   description:
     - Seconds of each step of the backup made, to see where its time goes. C(pg_dump_s) is pg_dump's run,
       C(row_counts_s) the exact counts that run meanwhile, C(pg_restore_list_s) the TOC read,
-      C(check_data_s) the data checked whole (C(data_check)), C(checks_and_sha256_s) all the checks after the dump with the
-      sha256 hashed meanwhile, C(manifest_s) the manifest written, C(total_s) the module's work in all.
+      C(check_data_s) the data checked whole (C(data_check)), C(checks_and_sha256_s) all the checks after the
+      dump with the sha256 hashed meanwhile, C(manifest_s) the manifest written, C(total_s) the module's work in all.
   returned: when a backup was made
   type: dict
   sample: {"row_counts_s": 0.52, "pg_dump_s": 3.1, "pg_restore_list_s": 0.03, "check_data_s": 0.41,
