@@ -90,7 +90,8 @@ def up(state: State) -> None:
 
 
 def _psql(sock: Path, port: int, sql: str, db: str = "postgres") -> str:
-    return run([pg("psql"), "-h", str(sock), "-p", str(port), "-d", db, "-v", "ON_ERROR_STOP=1",
+    # -U: peer authentication as postgres, whatever PGUSER the caller's shell exports (e.g. .sandbox/env's)
+    return run([pg("psql"), "-h", str(sock), "-p", str(port), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1",
                 "-X", "-q", "-t", "-A"], user="postgres", input_text=sql).stdout.strip()
 
 
