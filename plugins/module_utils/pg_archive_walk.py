@@ -13,7 +13,7 @@ to 15 write; it is the only version walked, because it is the one the tests make
 16's 1.15 (a compression algorithm byte in the header) and 17's 1.16, raise ArchiveVersionUnknown: read them back.
   "PGDMP" vmaj vmin vrev intSize offSize format, then compression, the creation time (7 ints), three strings
   TOC: int count, then per entry dumpId, hadDumper, tableoid, oid, tag, desc, section, defn, dropStmt, copyStmt,
-       namespace, tablespace, [tableam >= 1.14], owner, "false", dependencies up to a null string,
+       namespace, tablespace, tableam, owner, "false", dependencies up to a null string,
        and the data offset: a flag byte (1 not set, 2 set, 3 no data) and offSize bytes, least significant first
   data: per block a type byte (1 data, 3 blobs), int dumpId, chunks (int length, bytes) up to a zero length;
         a blobs block has (int oid, chunks ...) per large object up to oid 0
@@ -37,7 +37,7 @@ class ArchiveDamaged(Exception):
 
 
 class ArchiveVersionUnknown(Exception):
-    """A custom archive of a version this walk does not read (pg_dump 16 and later): read it back with pg_restore."""
+    """A custom archive of a version other than 1.14 (pg_dump 11 and before, 16 and later): read it back."""
 
 
 @dataclass(frozen=True)

@@ -500,27 +500,31 @@ def test_verify_backup_records_verified_at_once_and_fails_on_a_flipped_byte(smal
     assert tree(backup_dir) == files_before
 
 
-def test_verify_backup_names_a_database_without_a_backup_and_still_verifies_the_others(small_backup: SmallBackup,
-                                                                                       tmp_path: Path) -> None:
-    """One module call per database finds the backup and checks it: a database without one fails the run, named,
-    while the backup of the other is verified; a newer directory that is not a complete backup is reported."""
+def test_verify_backup_finds_the_backup_itself_and_a_missing_one_changes_nothing(small_backup: SmallBackup,
+                                                                                 tmp_path: Path) -> None:
+    """One database: its verification call finds the backup (a newer directory that is not a complete backup is
+    reported) or fails, changing nothing. Several: a database without that backup fails the run before the
+    backup of the other is verified."""
     small_db = small_backup.target
     backup_dir = tmp_path / "backups"
     backup_id = small_backup.copy_to(backup_dir)
+    (backup_dir / "no_backup_here").mkdir()
+    files_before = tree(backup_dir)
+    extravars = {"verify_backup_dir": str(backup_dir)}
+    for databases in (["no_backup_here"], ["no_backup_here", SMALL_DB]):
+        done = run("verify_backup.yml", small_db, {**extravars, "verify_backup_databases": databases})
+        assert done.rc != 0 and done.changed(HOST) == 0, done.stdout[-3000:]
+        failed = failures(done)
+        assert len(failed) == 1, failed
+        assert failed[0]["msg"].startswith(f"no_backup_here: no complete backup of database 'no_backup_here' in "
+                                           f"{backup_dir}"), failed[0]["msg"]
+        assert manifest_of(backup_dir, SMALL_DB, backup_id)["verified_at"] is None
+        assert tree(backup_dir) == files_before
+
     newer = backup_dir / SMALL_DB / "29991231T000000Z"
     newer.mkdir()
-    extravars = {"verify_backup_databases": [SMALL_DB], "verify_backup_dir": str(backup_dir)}
-    done = run("verify_backup.yml", small_db, extravars)
-    assert done.rc == 0, done.stdout[-3000:]
+    done = run("verify_backup.yml", small_db, {**extravars, "verify_backup_databases": [SMALL_DB]})
+    assert done.rc == 0 and done.changed(HOST) == 1, done.stdout[-3000:]
     lines = report(done, "Report |")
     assert lines[0].startswith(f"{SMALL_DB}: backup {backup_id} verified (1 files, "), lines
     assert lines[1].startswith(f"{SMALL_DB}: not a complete backup, not verified: {newer} ("), lines
-
-    (backup_dir / "no_backup_here").mkdir()
-    done = run("verify_backup.yml", small_db, {**extravars, "verify_backup_databases": ["no_backup_here", SMALL_DB]})
-    assert done.rc != 0 and done.changed(HOST) == 0, done.stdout[-3000:]
-    failed = failures(done)
-    assert len(failed) == 1, failed
-    assert failed[0]["msg"] == f"no_backup_here: no complete backup of database 'no_backup_here' in {backup_dir}", \
-        failed[0]["msg"]
-    assert manifest_of(backup_dir, SMALL_DB, backup_id)["verified_at"] is not None
