@@ -40,12 +40,17 @@ def _bring_up(script: str) -> None:
 
 
 def _app_health(env: dict[str, str]) -> dict:
+    """The demo app's health answer ({} when there is none): 200 and 503 both carry it."""
     try:
         with urllib.request.urlopen(f"{env['APP_URL']}/api/health", timeout=5) as response:
-            return json.load(response)
+            body = response.read()
     except urllib.error.HTTPError as err:
-        return json.load(err)
-    except (OSError, ValueError):
+        body = err.read()
+    except OSError:
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
         return {}
 
 
@@ -58,8 +63,11 @@ def _ingest_if_stale(env: dict[str, str]) -> None:
         return
     request = urllib.request.Request(f"{env['APP_URL']}/api/admin/trigger-ingest", method="POST",
                                      headers={"Authorization": f"Bearer {env['ADMIN_TOKEN']}"})
-    with urllib.request.urlopen(request, timeout=5):
-        pass
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except OSError:
+        return  # no ingest: the tests that need the app's health say so themselves
     deadline = time.monotonic() + 30
     while _app_health(env).get("status") != "ok" and time.monotonic() < deadline:
         time.sleep(0.5)
