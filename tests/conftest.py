@@ -97,10 +97,10 @@ def fleet() -> Target:
 # one serial group; the fleet's tests are another (one of them takes the fleet down and up). A new file is serial
 # until it is listed here.
 ISOLATED = frozenset({
-    "test_backup", "test_db_health", "test_flush_cache", "test_kill_queries", "test_pg_backup_modules",
-    "test_pg_restore_modules", "test_pg_sessions_filters", "test_queue_bullmq", "test_queue_celery", "test_queue_rq",
-    "test_queue_sidekiq", "test_redis_health", "test_redis_snapshot", "test_restore_drill", "test_slow_queries",
-    "test_vacuum",
+    "test_backup", "test_backup_upload", "test_db_health", "test_flush_cache", "test_kill_queries",
+    "test_pg_backup_modules", "test_pg_restore_modules", "test_pg_sessions_filters", "test_queue_bullmq",
+    "test_queue_celery", "test_queue_rq", "test_queue_sidekiq", "test_redis_health", "test_redis_snapshot",
+    "test_restore_drill", "test_slow_queries", "test_vacuum",
 })
 
 

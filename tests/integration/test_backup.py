@@ -120,19 +120,26 @@ class Bucket:
     def put(self, key: str, body: bytes) -> None:
         self.client.put_object(Bucket=self.name, Key=key, Body=body)
 
+    def empty(self, prefix: str) -> None:
+        for key in self.keys(prefix):
+            self.client.delete_object(Bucket=self.name, Key=key)
+
+    @classmethod
+    def of_inventory(cls, inventory: dict[str, Any]) -> Bucket:
+        """The inventory's bucket (its all:vars), with the inventory's credentials."""
+        client = boto3.client("s3", endpoint_url=inventory["runbook_s3_endpoint_url"],
+                              region_name=inventory["runbook_s3_region"],
+                              aws_access_key_id=inventory["runbook_s3_access_key"],
+                              aws_secret_access_key=inventory["runbook_s3_secret_key"])
+        return cls(client, inventory["runbook_s3_bucket"])
+
 
 @pytest.fixture(scope="module")
 def bucket(sandbox: Target) -> Iterator[Bucket]:
     """The inventory's bucket, with the inventory's credentials; our prefix is emptied afterwards."""
-    inventory = yaml.safe_load((sandbox.inventory / "hosts.yml").read_text())["all"]["vars"]
-    client = boto3.client("s3", endpoint_url=inventory["runbook_s3_endpoint_url"],
-                          region_name=inventory["runbook_s3_region"],
-                          aws_access_key_id=inventory["runbook_s3_access_key"],
-                          aws_secret_access_key=inventory["runbook_s3_secret_key"])
-    found = Bucket(client, inventory["runbook_s3_bucket"])
+    found = Bucket.of_inventory(yaml.safe_load((sandbox.inventory / "hosts.yml").read_text())["all"]["vars"])
     yield found
-    for key in found.keys(PREFIX):
-        client.delete_object(Bucket=found.name, Key=key)
+    found.empty(PREFIX)
 
 
 # --- the playbooks -----------------------------------------------------------------------------------------
