@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -174,3 +175,17 @@ def reserve(backup_dir: str, database: str, moment: datetime, backup_id: str | N
         raise BackupError(f"backup {backup_id!r} of database {database!r} already exists in {backup_dir} "
                           "(or is being written)")
     raise BackupError(f"no free backup id in {root} after {attempts} attempts")
+
+
+def discard(partial: str, *, remove_database_dir: bool) -> None:
+    """Remove a failed backup's partial directory; with remove_database_dir, its database directory too if empty.
+
+    Pass remove_database_dir only when this run created that directory, so that a failed backup leaves nothing
+    behind. os.rmdir removes only an empty directory: another run's backup or partial in it keeps it.
+    """
+    shutil.rmtree(partial, ignore_errors=True)
+    if remove_database_dir:
+        try:
+            os.rmdir(os.path.dirname(partial))
+        except OSError:
+            pass

@@ -97,8 +97,11 @@ options:
     description:
       - When a verified backup of this database from the same cluster (same system identifier), younger than
         this and with all its files present, exists, change nothing and return it (RV(reused=true)).
-      - A duration such as C(1h), C(30m), C(1d) or seconds. V(0) (the default) always makes a new backup.
+      - A duration such as C(1h), C(30m), C(20h) or seconds. V(0) (the default) always makes a new backup.
       - This is what makes a second run report no change.
+      - The age counts from the backup's C(created_at), a rolling window, not a calendar day. For a daily schedule
+        take a window clearly shorter than a day, such as V(20h). At today's run yesterday's backup is about 24 h
+        old, so V(1d) would reuse it on about half the days and make no new backup.
     type: raw
     default: '0'
   row_counts:
@@ -179,11 +182,12 @@ EXAMPLES = r"""
     jobs: 4
     compression: zstd:3
 
-- name: At most one backup a day; a second run the same day changes nothing
+- name: A daily job's backup; a second run the same day changes nothing
   runbook.ops.pg_backup:
     login_db: app
     backup_dir: /var/backups/postgresql
-    reuse_within: 1d
+    # shorter than a day: yesterday's backup is ~24 h old now, and 1d would reuse it on about half the days
+    reuse_within: 20h
 
 - name: What would run (check mode), with estimates instead of counting every row
   runbook.ops.pg_backup:
@@ -355,7 +359,6 @@ timings:
 """
 
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -387,6 +390,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import (
     utc_now,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_catalog import (
+    discard,
     find_reusable,
     list_backups,
     next_id,
@@ -721,6 +725,8 @@ def back_up(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Plan
                       cmd=argv_for(path + PARTIAL_SUFFIX), manifest=new_manifest(module, backup_id, plan, snap))
         module.exit_json(**result)
 
+    # a database directory this run creates goes again if the backup fails (discard)
+    new_database_dir = not os.path.lexists(database_dir(p["backup_dir"], database))
     backup_id, partial = reserve(p["backup_dir"], database, plan.now, p["id"])
     path = backup_path(p["backup_dir"], database, backup_id)
     argv = argv_for(partial)
@@ -736,7 +742,7 @@ def back_up(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Plan
         raise BackupError(f"writing the backup in {partial} failed: {exc}") from exc
     finally:
         if not done:
-            shutil.rmtree(partial, ignore_errors=True)
+            discard(partial, remove_database_dir=new_database_dir)
     plan.timings["total_s"] = round(time.monotonic() - plan.started, 3)
     result.update(changed=True, backup_path=path, archive=archive_path(path, fmt), manifest=manifest,
                   timings=plan.timings)

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """runbook.ops.backup_schedule: its variables, and its cron path on the fleet's db1.
 
-The systemd path is the molecule scenario tests/molecule/backup_schedule. The cron path
+The systemd path is the molecule scenario tests/molecule/backup_schedule; here only what
+it cannot show (the environment file, units a dead run left unloaded). The cron path
 runs here on db1, a real Debian host, with backup_schedule_manager=cron (the documented
 override for hosts that keep their schedules in /etc/cron.d): never on the machine
 that runs the tests. Whatever the tests install on db1 (the schedule, the cron daemon,
@@ -28,6 +29,7 @@ STATE = ROOT / ".fleet"
 NAME = "runbook-backup-pytest"
 OUT = f"/var/tmp/{NAME}.out"
 CRON_FILE = f"/etc/cron.d/{NAME}"
+ENV_FILE = f"/etc/default/{NAME}"
 # What ansible.builtin.apt installs on a bare fleet host for the cron path.
 PACKAGES = ["cron", "cron-daemon-common", "python3-apt", "python-apt-common", "distro-info-data"]
 SCHEDULE: dict[str, Any] = {
@@ -109,7 +111,7 @@ def _installed(packages: list[str]) -> set[str]:
 def _remove_schedule() -> None:
     _ssh("sh", "-c", f"systemctl disable --now {NAME}.timer 2>/dev/null; "
                      f"rm -f /etc/systemd/system/{NAME}.service /etc/systemd/system/{NAME}.timer "
-                     f"/var/lib/systemd/timers/stamp-{NAME}.timer {CRON_FILE} /var/log/{NAME}.log {OUT}; "
+                     f"/var/lib/systemd/timers/stamp-{NAME}.timer {CRON_FILE} {ENV_FILE} /var/log/{NAME}.log {OUT}; "
                      "systemctl daemon-reload")
 
 
@@ -141,7 +143,13 @@ def _schedule_state() -> dict[str, Any]:
         "timer": dict(line.split("=", 1) for line in timer.splitlines() if "=" in line),
         "timer_unit_exists": _ssh("test", "-e", f"/etc/systemd/system/{NAME}.timer", check=False).returncode == 0,
         "cron_daemon": _ssh("systemctl", "is-active", "cron", check=False).stdout.strip(),
+        "env_file_mode": _ssh("stat", "-c", "%U %a", ENV_FILE, check=False).stdout.strip(),
     }
+
+
+def _timer(*props: str) -> dict[str, str]:
+    out = _ssh("systemctl", "show", f"--property={','.join(props)}", f"{NAME}.timer").stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 def _cron_line() -> tuple[list[str], str, str]:
@@ -170,9 +178,12 @@ def test_cron_path_replaces_the_timer_then_goes_away(db1, tmp_path: Path) -> Non
     assert _schedule_state()["timer"]["UnitFileState"] == "enabled"
 
     cron = {**SCHEDULE, "backup_schedule_manager": "cron", "backup_schedule_randomized_delay": "2s"}
-    runs = run_four_times(playbook, db1.inventory, read_state=_schedule_state, extravars=cron)
+    runs = run_four_times(playbook, db1.inventory, read_state=_schedule_state, extravars=cron, diff=True)
     assert runs.before["cron_file"] is None
     after = runs.after
+    # the value is in the 0600 file only: not in the 0644 cron line, nor in --diff
+    assert after["env_file_mode"] == "postgres 600" and "RUNBOOK_PYTEST=" not in after["cron_file"]
+    assert "RUNBOOK_PYTEST=" not in runs.check.stdout + runs.real.stdout
     assert after["timer"]["LoadState"] == "not-found" and not after["timer_unit_exists"]
     assert after["cron_daemon"] == "active"
     assert after["cron_file_mode"] == "root root 644"  # cron ignores files writable by others
@@ -198,7 +209,41 @@ def test_cron_path_replaces_the_timer_then_goes_away(db1, tmp_path: Path) -> Non
     gone = run_four_times(playbook, db1.inventory, read_state=_schedule_state,
                           extravars={**cron, "backup_schedule_state": "absent"})
     assert gone.after["cron_file"] is None and not gone.after["timer_unit_exists"]
+    assert gone.after["env_file_mode"] == ""  # the environment file is gone too
     assert gone.after["cron_daemon"] == "active"  # other cron jobs may need it
+
+
+@pytest.mark.fleet
+def test_systemd_keeps_the_environment_private_and_reloads_units_a_dead_run_left(db1, tmp_path: Path) -> None:
+    playbook = _playbook(tmp_path)
+    first = run_playbook(playbook, db1.inventory, extravars=SCHEDULE, diff=True)
+    assert first.rc == 0, first.stdout[-3000:]
+    unit = _ssh("cat", f"/etc/systemd/system/{NAME}.service").stdout
+    assert f"\nEnvironmentFile={ENV_FILE}\n" in unit and "RUNBOOK_PYTEST=" not in unit, unit
+    assert _ssh("stat", "-c", "%U %a", ENV_FILE).stdout.strip() == "postgres 600"
+    assert "RUNBOOK_PYTEST=" not in first.stdout  # no diff shows the value
+    # systemd reads the file as the cron line's shell does: the command gets the value exactly
+    _ssh("rm", "-f", OUT)
+    _ssh("systemctl", "start", f"{NAME}.service")  # a oneshot: returns when the command is done
+    assert _ssh("cat", OUT).stdout == EXPECTED_OUT
+
+    # a run that writes the new time, then dies before its handlers reload systemd
+    moved = {**SCHEDULE, "backup_schedule_time": "05:52"}
+    died = tmp_path / "died.yml"
+    died.write_text(yaml.safe_dump([{**PLAY[0], "tasks": [{"name": "The run dies",
+                                                          "ansible.builtin.fail": {"msg": "died"}}]}]))
+    assert run_playbook(str(died), db1.inventory, extravars=moved).rc != 0
+    assert _timer("NeedDaemonReload")["NeedDaemonReload"] == "yes"
+    assert "OnCalendar=*-*-* 04:41:00" in _timer("TimersCalendar")["TimersCalendar"]
+    # the next run finds the templates unchanged, yet must reload, say so, and then be idempotent
+    again = run_playbook(playbook, db1.inventory, extravars=moved)
+    assert again.rc == 0 and again.changed("db1") > 0, again.stdout[-3000:]
+    state = _timer("NeedDaemonReload", "TimersCalendar", "ActiveState")
+    assert state["NeedDaemonReload"] == "no" and state["ActiveState"] == "active", state
+    assert "OnCalendar=*-*-* 05:52:00" in state["TimersCalendar"], state
+    for check in (True, False):
+        done = run_playbook(playbook, db1.inventory, extravars=moved, check=check)
+        assert done.rc == 0 and done.changed("db1") == 0, done.stdout[-3000:]
 
 
 @pytest.mark.fleet
@@ -225,4 +270,3 @@ def test_cron_really_runs_the_line(db1, tmp_path: Path) -> None:
     assert f"(*system*{NAME}) RELOAD" in journal or "(postgres) CMD" in journal, journal
     absent = run_playbook(_playbook(tmp_path), db1.inventory, extravars={**cron, "backup_schedule_state": "absent"})
     assert absent.rc == 0, absent.stdout[-3000:]
-

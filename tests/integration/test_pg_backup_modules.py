@@ -445,6 +445,7 @@ def test_a_pg_dump_that_exits_0_with_a_bad_archive_is_refused(source: Target, tm
     failed = result(done, "backup")
     assert failed["event"] == "runner_on_failed" and message in failed["msg"], failed["msg"]
     assert backups_on_disk(backup_dir) == []  # the partial directory is gone too
+    assert not (backup_dir / SOURCE_DB).exists()  # and the database directory this first backup created
 
 
 def test_what_this_pg_dump_cannot_do_is_refused_before_anything_runs(source: Target, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_backup import (
     parse_utc,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_backup_catalog import (
+    discard,
     find_backup,
     find_reusable,
     list_backups,
@@ -395,6 +396,19 @@ def test_reserve_refuses_an_explicit_id_that_exists(tmp_path: Path) -> None:
     reserve(str(tmp_path), "app", NOW, "other")
     with pytest.raises(BackupError, match="already exists"):
         reserve(str(tmp_path), "app", NOW, "other")  # its .partial is being written
+
+
+def test_discard_removes_the_database_dir_only_when_new_and_empty(tmp_path: Path) -> None:
+    partial = reserve(str(tmp_path), "new", NOW)[1]
+    discard(partial, remove_database_dir=True)
+    assert not (tmp_path / "new").exists()  # a failed first backup leaves nothing behind
+    partial = reserve(str(tmp_path), "old", NOW)[1]
+    discard(partial, remove_database_dir=False)
+    assert os.listdir(tmp_path / "old") == []  # it existed before this run: kept, even empty
+    partial = reserve(str(tmp_path), "busy", NOW)[1]
+    other = reserve(str(tmp_path), "busy", NOW)[1]  # another run's backup being written
+    discard(partial, remove_database_dir=True)
+    assert os.listdir(tmp_path / "busy") == [os.path.basename(other)]
 
 
 def test_compression_is_a_value() -> None:
