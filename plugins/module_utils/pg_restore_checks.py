@@ -488,16 +488,40 @@ def swap_statements(live: str, replacement: str, keep_as: str, allow: dict[str, 
 # transaction id is the horizon: the database took the name, and allowed connections again, in that transaction,
 # so every transaction that could write to it since has a later xid.
 RECORD_VERSION = 1
+# the safety copies a swap record remembers (drop_safety_copies.yml reads their ages from it)
+LEDGER_MAX = 100
 # age() of a 32-bit xid is exact only within 2^31 of the next xid; with a margin, an older horizon is "cannot tell".
 MAX_HORIZON_AGE = 2 ** 31 - 2 ** 24
 
 
 def swap_record(*, live: str, oid: int, keep_as: str, keep_as_oid: int, xid: int, system_identifier: str | None,
-                swapped_at: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The record of a committed swap: the database now under live (oid), the xid of the swap's transaction."""
+                swapped_at: str, data: dict[str, Any], previous: Any = None) -> dict[str, Any]:
+    """The record of a committed swap: the database now under live (oid), the xid of the swap's transaction, and
+    (safety_copies) when each database kept under another name became that, carried over from previous."""
+    copies = safety_copies_ledger(previous, keep_as=keep_as, keep_as_oid=keep_as_oid, swapped_at=swapped_at,
+                                  backup_id=data.get("backup_id"))
     return {**data, "version": RECORD_VERSION, "live": live, "oid": oid, "keep_as": keep_as,
             "keep_as_oid": keep_as_oid, "xid": xid, "system_identifier": system_identifier,
-            "swapped_at": swapped_at}
+            "swapped_at": swapped_at, "safety_copies": copies}
+
+
+def safety_copies_ledger(previous: Any, *, keep_as: str, keep_as_oid: int, swapped_at: str,
+                         backup_id: Any) -> dict[str, dict[str, Any]]:
+    """The safety copies' ledger of a new swap record: name -> {oid, swapped_at, backup_id}.
+
+    A safety copy's age is the time it became one, not its backup id's time: a restore of an old backup makes a
+    new copy with an old id (drop_safety_copies.yml ages copies from this). The entries of the previous record
+    (anything unreadable is left out) are kept, the newest LEDGER_MAX, with this swap's keep_as replacing any entry
+    of that name.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    old = previous.get("safety_copies") if isinstance(previous, dict) else None
+    for name, entry in (old.items() if isinstance(old, dict) else []):
+        if isinstance(entry, dict) and isinstance(entry.get("oid"), int) and isinstance(entry.get("swapped_at"), str):
+            entries[name] = {"oid": entry["oid"], "swapped_at": entry["swapped_at"], "backup_id": entry.get("backup_id")}
+    entries[keep_as] = {"oid": keep_as_oid, "swapped_at": swapped_at, "backup_id": backup_id}
+    newest = sorted(entries, key=lambda name: entries[name]["swapped_at"], reverse=True)[:LEDGER_MAX]
+    return {name: entries[name] for name in sorted(newest)}
 
 
 def record_problem(record: Any, *, database: str, oid: int | None, backup_id: str,

@@ -154,7 +154,7 @@ def _write_record(module: AnsibleModule, result: dict[str, Any], conn: Any, opts
         record = swap_record(live=opts.live, oid=oid, keep_as=opts.keep_as, keep_as_oid=keep_as_oid,
                              xid=result["xid"], system_identifier=identifier,
                              swapped_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             data=opts.record_data)
+                             data=opts.record_data, previous=_previous_record(path))
         fd, tmp = tempfile.mkstemp(prefix=".swap-record-", dir=os.path.dirname(os.path.abspath(path)))
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -173,6 +173,15 @@ def _write_record(module: AnsibleModule, result: dict[str, Any], conn: Any, opts
                     "since, and treats it as changed")
         return
     result["record"] = record
+
+
+def _previous_record(path: str) -> Any:
+    """The record the new one replaces (its safety copies' ledger is carried over), or None when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
 
 
 def _swap(module: AnsibleModule, result: dict[str, Any], conn: Any, plan: Any, opts: SwapOptions) -> None:

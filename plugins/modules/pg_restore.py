@@ -124,7 +124,8 @@ options:
     description:
       - With O(check_only), the lock file that keeps a second restore of this target out, taken as
         M(runbook.ops.run_lock) takes it (C(O_CREAT|O_EXCL), mode C(0600), a JSON record with a random token),
-        after the other guards, so that a refused restore never holds it. Its directory must exist.
+        after the other guards, so that a refused restore never holds it. Its directory is created (mode C(0700)) when
+        missing, except in check mode.
       - A lock held by another run fails the module, naming the holder and since when, unless it is older than
         O(lock_break_after). RV(lock) returns the token; release it with M(runbook.ops.run_lock)
         (O(runbook.ops.run_lock#module:state=absent)) when the restore is over.
@@ -144,7 +145,10 @@ options:
     description: With O(check_only) or O(swap), the name the swap keeps O(like_db) under (the safety copy).
     type: str
   allow_other_cluster:
-    description: With O(check_only), accept a backup taken on another cluster (disaster recovery onto a new server).
+    description:
+      - With O(check_only), accept a backup taken on another cluster (disaster recovery onto a new server).
+      - Also needed when the cluster cannot be compared - the manifest records no system identifier, or the login
+        may not read C(pg_control_system()) - since an unknown identifier proves nothing.
     type: bool
     default: false
   swap_record:
@@ -874,6 +878,22 @@ def drop_target(module: AnsibleModule, conn: Any, target: str, oid: int) -> tupl
         return False, first_line(exc, module.params)
 
 
+def took_the_name(module: AnsibleModule, conn: Any, like_db: str, oid: int) -> bool:
+    """Whether like_db is now the database this run created (oid): a swap whose COMMIT failed may have committed."""
+    fresh = None
+    try:
+        if conn.closed or conn.broken:
+            fresh, err = connect(module, autocommit=True)
+            if err:
+                return False
+        return database_oids(fresh or conn, [like_db]).get(like_db) == oid
+    except PsycopgError:
+        return False
+    finally:
+        if fresh is not None:
+            fresh.close()
+
+
 def restore(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict[str, Any],
             like: dict[str, Any], create: Any, post: list[Any], argv: list[str], created: dict[str, int]) -> str | None:
     """Create the target, restore and verify it; the cause of a failure, or None.
@@ -917,9 +937,11 @@ def take_lock(module: AnsibleModule, result: dict[str, Any]) -> None:
     """check_only, every guard passed: take the restore lock (read it only, in check mode); fail naming its holder."""
     p = module.params
     path = p["lock_path"]
+    directory = os.path.dirname(os.path.abspath(path))
     try:
-        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise RestoreFailure(f"the directory of the lock {path} does not exist")
+        if not os.path.isdir(directory) and not module.check_mode:
+            # the state directory of a database restored here for the first time (restore_state_dir)
+            os.makedirs(directory, mode=0o700)
         result["lock"] = acquire(path, owner=p["lock_owner"], user=current_user(), token=None,
                                  break_after=break_after_seconds(p["lock_break_after"]), check_mode=module.check_mode)
     except LockError as err:
@@ -945,11 +967,18 @@ def guard(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: di
     if like_db not in present:
         problems.append(f"database {like_db} does not exist: the restore replaces an existing database (create an "
                         "empty one, owned by the application, to restore onto a new server)")
-    if theirs != ours and not p["allow_other_cluster"]:
+    if (theirs is None or ours is None) and not p["allow_other_cluster"]:
+        # unknown on either side proves nothing: two unknowns must not pass for the same cluster
+        problems.append(f"cannot tell whether backup {manifest['id']} was taken on this cluster ("
+                        + ("its manifest records no system identifier" if theirs is None else
+                           "this login may not read pg_control_system()") + "): once you know it is the right "
+                        "one, allow another cluster (allow_other_cluster)")
+    elif theirs != ours and not p["allow_other_cluster"]:
         problems.append(f"backup {manifest['id']} was taken on cluster {theirs}, this is cluster {ours}: to restore it "
                         "onto another server (disaster recovery), allow another cluster (allow_other_cluster)")
     if target in present:
-        problems.append(f"database {target} exists (left by a restore that died?): drop it first")
+        problems.append(f"database {target} exists (left by a restore that died, or kept by a rollback after the "
+                        "swap: it may hold writes, check it first): drop it first")
     if problems:
         raise RestoreFailure("; ".join(problems) + ". Nothing was changed.")
     if not result["keep_as_exists"]:
@@ -1093,9 +1122,13 @@ def run(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict
         cause = swap_in(module, result, conn, manifest)
         if cause is None:
             module.exit_json(**result)
+        if not result["swapped"] and oid is not None and took_the_name(module, conn, like_db, oid):
+            # the connection died with the COMMIT in flight, and it had committed: the caller must swap back
+            result["swapped"] = True
+            cause += f"; but the swap had committed: {like_db} is the restored database now"
         if result["swapped"]:
             # committed: target_db holds the name like_db now; the caller swaps back, nothing is dropped here
-            module.fail_json(msg=redact(cause, p), **result)
+            module.fail_json(**{**result, "msg": redact(cause, p)})
     result["changed"] = oid is not None
     if oid is not None and not p["keep_failed"]:
         dropped, problem = drop_target(module, conn, target, oid)
@@ -1104,7 +1137,8 @@ def run(module: AnsibleModule, result: dict[str, Any], conn: Any, manifest: dict
             f"; the target {target} could NOT be dropped: {problem}" if problem else "")
     elif oid is not None:
         cause += f"; the target {target} was kept (keep_failed=true)"
-    module.fail_json(msg=redact(cause, p), **result)
+    # result["msg"] may hold the restore's success line already (a swap that failed after it)
+    module.fail_json(**{**result, "msg": redact(cause, p)})
 
 
 if __name__ == "__main__":

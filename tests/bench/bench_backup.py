@@ -315,7 +315,8 @@ def bench_restores(args: argparse.Namespace, env: dict[str, str], bindir: str, p
                    backup_dir: Path, backup_id: str, archive: Path, empty: list[str], failures: list[str],
                    writers: dict[str, list[tuple[float, str]]],
                    inner: dict[str, list[tuple[float, float]]]) -> dict[str, list[float]]:
-    base = {"restore_database": DB, "restore_backup_dir": str(backup_dir), "restore_jobs": RESTORE_JOBS,
+    base = {"restore_database": DB, "restore_backup_dir": str(backup_dir), "restore_state_dir": str(backup_dir),
+            "restore_jobs": RESTORE_JOBS,
             "restore_backup": backup_id}
     safety, new = f"{DB}_pre_restore_{backup_id}", f"{DB}_restore_{backup_id}"
 
@@ -622,7 +623,8 @@ def main() -> None:
                     "backup_retention": False, "backup_verify": False})
             if "restore" in phases:
                 profiled["restore.yml (writers stopped and started)"] = playbook_argv("restore.yml", {
-                    "restore_database": DB, "restore_backup_dir": str(backup_dir), "restore_jobs": RESTORE_JOBS,
+                    "restore_database": DB, "restore_backup_dir": str(backup_dir), "restore_state_dir": str(backup_dir),
+                    "restore_jobs": RESTORE_JOBS,
                     "restore_backup": backup_manifest["id"]})
             for title, argv in profiled.items():
                 try:

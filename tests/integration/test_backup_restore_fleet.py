@@ -124,7 +124,7 @@ class Run(BackedUp):
 
     def restore(self, **kwargs: Any) -> PlaybookResult:
         return run_playbook("restore.yml", self.target.inventory, limit=DB_HOST, extravars={
-            "restore_backup": self.backup_id, "restore_backup_dir": self.backup_dir,
+            "restore_backup": self.backup_id, "restore_backup_dir": self.backup_dir, "restore_state_dir": self.backup_dir,
             "restore_smoke_sql": [f"SELECT count(*) = 100 FROM public.{PROBE}"]}, **kwargs)
 
     def digests(self, database: str = DATABASE) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -673,6 +674,9 @@ def test_the_swap_record_tells_an_unchanged_database_from_an_updated_one(env: En
     written = json.loads(record.read_text())
     assert res["swapped"] is True and written == res["record"]
     assert written["xid"] == res["xid"] and written["oid"] == env.oid(live) and written["backup_id"] == backup.name
+    # the ledger drop_safety_copies.yml ages the copies by: the database kept, by oid, since this swap
+    assert written["safety_copies"] == {keep: {"oid": env.oid(keep), "swapped_at": written["swapped_at"],
+                                               "backup_id": backup.name}}
     verify = {"backup_path": str(backup), "target_db": live, "like_db": keep, "verify_only": True,
               "swap_record": str(record)}
 
@@ -714,3 +718,137 @@ def test_a_wrong_password_fails_clearly_and_is_never_shown(env: Env, source, mod
     no_secret(run, wrong)
     no_secret(run, env.password)
     assert env.oid(env.name("pw")) is None and env.oid(src) is not None
+
+
+def test_a_second_swap_keeps_the_first_copy_in_the_ledger(env: Env) -> None:
+    """Each swap's record carries the earlier safety copies over, with when each was made."""
+    live, first, second = env.name("app"), env.name("one"), env.name("two")
+    for db in (live, first, second):
+        env.admin(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(db)))
+    record = env.backup_dir / "ledger.swap.json"
+    kept = {}
+    for n, replacement in enumerate((first, second)):
+        keep = env.name(f"pre_{n}")
+        kept[keep] = env.oid(live)
+        ok(*env.run("pg_database_swap", {"live": live, "replacement": replacement, "keep_as": keep,
+                                         "record_path": str(record), "record_data": {"backup_id": f"b{n}"}}))
+    ledger = json.loads(record.read_text())["safety_copies"]
+    assert {name: entry["oid"] for name, entry in ledger.items()} == kept
+    assert [ledger[name]["backup_id"] for name in sorted(kept)] == ["b0", "b1"]
+    assert ledger[env.name("pre_0")]["swapped_at"] <= ledger[env.name("pre_1")]["swapped_at"]
+
+
+@pytest.mark.parametrize(("identifier", "error"), [
+    ("1234567890123456789", "was taken on cluster 1234567890123456789, this is cluster"),
+    (None, "cannot tell whether backup"),
+])
+def test_the_guards_refuse_a_backup_of_another_or_an_unknown_cluster(env: Env, source, identifier: str | None,
+                                                                     error: str) -> None:
+    src, backup = source
+    edit_manifest(backup, lambda m: m.update(system_identifier=identifier))
+    guards = restore_args(env, backup, env.name("new"), src, check_only=True, keep_as=env.name("safety"))
+    res = failed(*env.run("pg_restore", guards))
+    assert error in res["msg"] and "allow another cluster (allow_other_cluster)" in res["msg"]
+    assert "Nothing was changed." in res["msg"] and env.oid(env.name("new")) is None
+    res = ok(*env.run("pg_restore", {**guards, "allow_other_cluster": True}))
+    assert res["already_restored"] is False and res["keep_as_exists"] is False
+
+
+class CommitCutter:
+    """A TCP proxy to the sandbox PostgreSQL (sslmode=disable: the bytes are plain) that, once, passes on the
+    COMMIT a session sends after renaming a database and then cuts that session before the answer: the client
+    cannot know whether its transaction committed. Every other session is passed through untouched."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            renamed = threading.Event()
+            threading.Thread(target=self._pump, args=(client, server, renamed, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, renamed, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, renamed: threading.Event, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not from_client and self.cut.is_set() and renamed.is_set():
+                    break  # the server's answer to that COMMIT: never passed on
+                if from_client and b"RENAME TO" in data:
+                    renamed.set()
+                if from_client and renamed.is_set() and b"COMMIT" in data and not self.cut.is_set():
+                    self.cut.set()
+                    dst.sendall(data)
+                    time.sleep(0.5)  # the server commits meanwhile
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_swap_whose_commit_answer_is_lost_is_reported_as_swapped(env: Env) -> None:
+    """The connection dies with the swap's COMMIT in flight, and the swap had committed: the module must say
+    swapped=true (restore.yml's rescue then swaps back), and must not drop the database that is live now."""
+    live = env.name("app")
+    fill(env, live, items=500)
+    backup = make_backup(env, live)
+    restored, keep = env.name("app_restore"), env.name("app_pre_restore")
+    before = env.oid(live)
+    proxy = CommitCutter(env.target.env["PGHOST"], int(env.target.env["PGPORT"]))
+    try:
+        args = restore_args(env, backup, restored, live, swap=True, keep_as=keep, login_host="127.0.0.1",
+                            login_port=proxy.port)
+        res = failed(*env.run("pg_restore", args))
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set(), "the proxy never saw the swap's COMMIT"
+    assert res.get("swapped") is True, res.get("msg")
+    assert f"but the swap had committed: {live} is the restored database now" in res["msg"]
+    # committed: the old database is the safety copy, the restored one is live, nothing was dropped
+    assert env.oid(keep) == before and env.oid(live) not in (None, before) and env.oid(restored) is None
+    assert res["dropped"] is False
+    assert digests(env, live) == digests(env, keep)
+
+
+def test_a_swap_refused_after_the_restore_fails_with_its_cause_and_drops_the_target(env: Env) -> None:
+    """The restore verified, then the swap cannot happen (the safety copy's name is taken): the run fails with
+    that cause, not swapped, the target it created dropped, the live database and the name's holder untouched."""
+    live = env.name("app")
+    fill(env, live, items=500)
+    backup = make_backup(env, live)
+    restored, keep = env.name("app_restore"), env.name("app_pre_restore")
+    env.admin(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(keep)))
+    before = {live: env.oid(live), keep: env.oid(keep)}
+    res = failed(*env.run("pg_restore", restore_args(env, backup, restored, live, swap=True, keep_as=keep)))
+    assert "(keep_as) already exists" in res["msg"] and f"the target {restored} was dropped" in res["msg"], res["msg"]
+    assert res["swapped"] is False and res["dropped"] is True
+    assert {live: env.oid(live), keep: env.oid(keep)} == before and env.oid(restored) is None
+
+
+def test_the_guards_create_the_lock_directory_only_for_real(env: Env, source) -> None:
+    """A database restored here for the first time has no state directory yet: --check says it would take the lock
+    and creates nothing; the real guards create the directory (0700) and take the lock."""
+    src, backup = source
+    lock = env.tmp / "state" / src / ".restore.lock"
+    guards = restore_args(env, backup, env.name("new"), src, check_only=True, keep_as=env.name("safety"),
+                          lock_path=str(lock), lock_owner="test")
+    res = ok(*env.run("pg_restore", guards, check=True))
+    assert res["lock"]["would_acquire"] is True and not (env.tmp / "state").exists()
+    res = ok(*env.run("pg_restore", guards))
+    assert res["lock"]["acquired"] is True and lock.is_file()
+    assert oct(lock.parent.stat().st_mode & 0o777) == "0o700"
+    assert json.loads(lock.read_text())["token"] == res["lock"]["token"]

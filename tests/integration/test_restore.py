@@ -42,6 +42,8 @@ pytestmark = pytest.mark.sandbox
 HOST = "sandbox-db"
 APP_HOST = "sandbox-app"
 APP_PROGRAM = "demo-app"
+# the writers the restore stops and starts (demo-worker:'s other processes are stopped normally)
+WRITER_PROGRAMS = (APP_PROGRAM, "demo-worker:demo-worker-0")
 # generated JSON; read here so that the paths and the URL are the ones the role is given
 HOSTS = yaml.safe_load((ROOT / "inventories" / "sandbox" / "hosts.yml").read_text())["all"]
 SUPERVISORCTL = [HOSTS["vars"]["runbook_supervisorctl_path"], "-c", HOSTS["vars"]["runbook_supervisord_config"]]
@@ -52,8 +54,8 @@ TEST_APP = "runbook.ops-tests-restore"
 RESTORE_TASK = "Act | restore the backup into a new database, verify it there, and swap it in keeping the safety copy"
 RESCUE_FAIL_TASK = "Rescue | fail with the cause (the previous database is in place)"
 SWAP_BACK_TASK = "Rescue | swap back, the previous database is under its own name again"
+GUARDS_TASK = "Guards | the backup verifies, the target is the inventory's, the names are free; take the restore lock"
 STOP_TASK = "Act | stop the supervisord processes"
-START_TASK = "Act | start the supervisord processes"
 PLAN_TASK = "Plan | one line per service"
 HEALTH_OK = "Health | the endpoint answered 200"
 APP_SETTLE_S = 60
@@ -86,19 +88,26 @@ class Scratch(BackedUp):
         return [r[0] for r in rows]
 
     def drop_all(self) -> None:
+        for db in self.ours():
+            self.drop(db)
+
+    def drop(self, db: str) -> None:
         with self.connect() as conn:
-            for db in self.ours():
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
     @property
     def safety_copy(self) -> str:
         return f"{self.name}_pre_restore_{self.backup_id}"
 
+    @property
+    def restore_target(self) -> str:
+        """The database the restore restores into, which takes the name after the swap."""
+        return f"{self.name}_restore_{self.backup_id}"
+
     def create(self) -> None:
         """The database, owned by the app user, with pgbench's tables and three of ours."""
         with self.connect() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.name),
-                                                                      sql.Identifier(APP_USER)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.name), sql.Identifier(APP_USER)))
         env = self.target.env
         # the password only in the environment: argv is visible to every user of the host
         subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", env["PGHOST"], "-p", env["PGPORT"], "-U", APP_USER,
@@ -140,8 +149,10 @@ class Scratch(BackedUp):
         self.backup_id = ids[0]
 
     def restore(self, *, check: bool = False, backup_dir: Path | None = None, **extravars: Any) -> PlaybookResult:
+        # the lock and the swap record stay in our backup_dir, not in the shared one, whatever backup_dir is read
         return run_playbook("restore.yml", self.target.inventory, check=check, limit=HOST, extravars={
-            "restore_database": self.name, "restore_backup_dir": str(backup_dir or self.backup_dir), **extravars})
+            "restore_database": self.name, "restore_backup_dir": str(backup_dir or self.backup_dir),
+            "restore_state_dir": str(self.backup_dir), **extravars})
 
 
 @contextmanager
@@ -183,6 +194,14 @@ def app_running() -> tuple[str, int]:
         if (state, status) == ("RUNNING", 200) or time.monotonic() > deadline:
             return state, status
         time.sleep(1)
+
+
+def writer_pids() -> dict[str, int]:
+    """supervisord's pid of each writer the restore stops and starts (0 when it is not running)."""
+    proc = subprocess.run([*SUPERVISORCTL, "pid", *WRITER_PROGRAMS], text=True, capture_output=True, check=False)
+    pids = proc.stdout.split()
+    assert len(pids) == len(WRITER_PROGRAMS) and all(p.isdigit() for p in pids), proc.stdout + proc.stderr
+    return dict(zip(WRITER_PROGRAMS, map(int, pids)))
 
 
 def ensure_app_running() -> None:
@@ -259,7 +278,14 @@ def disturbed(result: PlaybookResult) -> bool:
         f["task"].startswith(("Verify |", "Health |")) for f in failures(result))
 
 
-def four_runs(db: Scratch, *, last: bool) -> FourRuns | None:
+@dataclass
+class RestoreRuns(FourRuns):
+    """The four runs, and the writers' pids right before and after the first --check run."""
+
+    check_pids: tuple[dict[str, int], dict[str, int]] = field(default_factory=lambda: ({}, {}))
+
+
+def four_runs(db: Scratch, *, last: bool) -> RestoreRuns | None:
     """run_four_times' check, real, check, real and its assertions; None when the real run was disturbed."""
 
     def read_state() -> dict[str, Any]:
@@ -272,7 +298,15 @@ def four_runs(db: Scratch, *, last: bool) -> FourRuns | None:
                 "locked": (db.backup_dir / db.name / ".restore.lock").exists()}
 
     before = read_state()
-    check = db.restore(check=True)
+    for attempt in range(ATTEMPTS):
+        pids = writer_pids()
+        check = db.restore(check=True)
+        check_pids = (pids, writer_pids())
+        # the state read cannot tell a stop and start: the pids can. Another session's restart of demo-app
+        # changes them too, so --check runs again; a restart by --check itself would change them every time
+        if check_pids[0] == check_pids[1] or attempt == ATTEMPTS - 1:
+            break
+        app_running()
     assert check.rc == 0, check.stdout[-3000:]
     assert check.changed() > 0, "--check reported no change, but the state needs one"
     assert read_state() == before, "--check changed the real state"
@@ -288,11 +322,11 @@ def four_runs(db: Scratch, *, last: bool) -> FourRuns | None:
     real_again = db.restore()
     assert real_again.rc == 0 and real_again.changed() == 0, real_again.stdout[-3000:]
     assert read_state() == after
-    return FourRuns(before, after, check, real, check_again, real_again)
+    return RestoreRuns(before, after, check, real, check_again, real_again, check_pids=check_pids)
 
 
 @pytest.fixture(scope="module")
-def restored(sandbox: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scratch, FourRuns]]:
+def restored(sandbox: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scratch, RestoreRuns]]:
     """A database of ours restored by the standard four runs (check, real, check, real), and the runs."""
     for attempt in range(ATTEMPTS):
         # a disturbed attempt may have restored already: the next one starts from a new database
@@ -339,6 +373,74 @@ class SessionKiller(threading.Thread):
             self.error = err
 
 
+class Meddler(threading.Thread):
+    """Does something to the restore's databases from the side while restore.yml runs (act), until done is set;
+    whatever it raises is kept in error, for the test to report."""
+
+    def __init__(self, db: Scratch) -> None:
+        super().__init__(daemon=True)
+        self.db = db
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.act()
+        except BaseException as err:  # noqa: BLE001 - reported by the test
+            self.error = err
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+
+class AfterSwapWriter(Meddler):
+    """Writes one row into <db> while the restored database holds that name (between the swap and the swap back),
+    as the writers would: once, as soon as the safety copy exists."""
+
+    NOTE = "written after the swap"
+    SWAPPED = "SELECT 1 FROM pg_database WHERE datname = %s"
+    written = False
+
+    def act(self) -> None:
+        with self.db.connect() as admin:
+            while not self.done.is_set() and not self.written:
+                if admin.execute(self.SWAPPED, [self.db.safety_copy]).fetchone():
+                    self.write()
+                self.done.wait(0.02)
+
+    def write(self) -> None:
+        try:
+            with self.db.connect(self.db.name, as_app=True) as conn:
+                with conn.transaction():
+                    # a database cannot be renamed while we are connected to it: with the safety copy still
+                    # there, the one we are connected to is the restored one
+                    if not conn.execute(self.SWAPPED, [self.db.safety_copy]).fetchone():
+                        return
+                    conn.execute("INSERT INTO audit_log (note) VALUES (%s)", [self.NOTE])
+            self.written = True
+        except psycopg.OperationalError:
+            pass  # refused during a swap, or ended by the swap back before the commit: nothing written
+
+
+class ForeignCreator(Meddler):
+    """Creates <db>_restore_<id>, with a table of its own, as soon as the guards have taken the restore lock."""
+
+    NOTE = "not the restore's"
+    created = False
+
+    def act(self) -> None:
+        lock = self.db.backup_dir / self.db.name / ".restore.lock"
+        while not self.done.is_set() and not lock.exists():
+            self.done.wait(0.005)
+        if lock.exists():
+            with self.db.connect() as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db.restore_target)))
+            with self.db.connect(self.db.restore_target) as conn:
+                conn.execute("CREATE TABLE not_the_restores (note text)")
+                conn.execute("INSERT INTO not_the_restores VALUES (%s)", [self.NOTE])
+            self.created = True
+
+
 LOCK_PLAY = [{
     "name": "Test | the restore lock, as another run would hold it",
     "hosts": HOST,
@@ -358,20 +460,23 @@ LOCK_PLAY = [{
 # --------------------------------------------------------------------------------------------------- tests
 
 
-def test_restore_brings_back_the_backup_and_keeps_the_safety_copy(restored: tuple[Scratch, FourRuns]) -> None:
+def test_restore_brings_back_the_backup_and_keeps_the_safety_copy(restored: tuple[Scratch, RestoreRuns]) -> None:
     db, runs = restored
     assert runs.before == {"data": db.current, "databases": [db.name], "safety_copy": None,
                            "app": "RUNNING", "health": 200, "locked": False}
     # every table as it was at backup time, the changes made since kept in the safety copy
     assert runs.after == {"data": db.at_backup, "databases": [db.name, db.safety_copy], "safety_copy": db.current,
                           "app": "RUNNING", "health": 200, "locked": False}
-    # --check stopped and started nothing; the real run stopped the writers, and started and checked them again
-    assert changed_items(runs.check, STOP_TASK) == changed_items(runs.check, START_TASK) == []
+    # --check stopped and started no writer: each runs on under the pid it had; the real run stopped the writers,
+    # and started and checked them again
+    pids_before, pids_after = runs.check_pids
+    assert pids_after == pids_before and pids_before[APP_PROGRAM] > 0, runs.check_pids
     assert APP_PROGRAM in changed_items(runs.real, STOP_TASK)
     assert started_again(runs.real), runs.real.stdout[-3000:]
     assert failures(runs.real) == []
-    # every table's rows were compared: the backup has exact counts
-    assert "not compared" not in runs.real.host_results(HOST, "Report | what the restore did")[0]["msg"]
+    # every table's rows were compared: the backup has exact counts; no window was given
+    report = runs.real.host_results(HOST, "Report | what the restore did")[0]["msg"]
+    assert "not compared" not in report and report.endswith("; maintenance window: not given"), report
     # the runs after it ended at the guards: the live database holds the backup
     assert acted(runs.check_again) == acted(runs.real_again) == []
 
@@ -393,6 +498,7 @@ def test_corrupted_backup_is_refused_before_anything_is_touched(shared: Scratch,
     assert str(dump.parent) in failed[0]["msg"], failed[0]["msg"]
     assert_untouched(shared, result)
     assert not (copy / shared.name / ".restore.lock").exists()
+    assert not (shared.backup_dir / shared.name / ".restore.lock").exists()
 
 
 @pytest.mark.parametrize("fault", ["smoke_sql_fails", "pg_restore_terminated"])
@@ -434,36 +540,101 @@ def test_failed_restore_rolls_back(shared: Scratch, fault: str) -> None:
     assert app_running() == ("RUNNING", 200)
 
 
-def test_failure_after_the_swap_swaps_back(shared: Scratch) -> None:
+def test_failure_after_the_swap_swaps_back_and_keeps_the_restored_database(shared: Scratch) -> None:
     """The app never answers healthy once the writers are started on the restored database (its health path is
-    made wrong for this run): the rescue renames the previous database back under its name, drops the restored
-    one, and the cause says that the writers did not come back healthy."""
-    for attempt in range(ATTEMPTS):
-        app_running()  # another session may have it stopped: our stop must be the one that stops it
-        result = shared.restore(runbook_app_health_path="/api/no-such-endpoint", service_control_health_retries=2)
-        if APP_PROGRAM in changed_items(result, STOP_TASK) or attempt == ATTEMPTS - 1:
-            break
-        ensure_app_running()
+    made wrong for this run), and a row is written to the restored database meanwhile, as the writers would: the
+    rescue renames the previous database back under its name and keeps the restored one, with that row, under
+    <db>_restore_<id>; the cause says so, and that the writers did not come back healthy."""
+    kept = shared.restore_target
+    try:
+        for attempt in range(ATTEMPTS):
+            app_running()  # another session may have it stopped: our stop must be the one that stops it
+            writer = AfterSwapWriter(shared)
+            writer.start()
+            try:
+                result = shared.restore(runbook_app_health_path="/api/no-such-endpoint",
+                                        service_control_health_retries=2)
+            finally:
+                writer.done.set()
+                writer.join(timeout=10)
+            if APP_PROGRAM in changed_items(result, STOP_TASK) or attempt == ATTEMPTS - 1:
+                break
+            ensure_app_running()
+            shared.drop(kept)
+        assert writer.error is None, writer.error
 
-    assert result.rc != 0, result.stdout[-3000:]
-    swapped = result.host_results(HOST, RESTORE_TASK)
-    assert swapped and swapped[0]["swapped"] is True, "the fault struck before the swap: nothing to swap back"
-    swapped_back = result.host_results(HOST, SWAP_BACK_TASK)
-    assert swapped_back and swapped_back[0]["swapped"] is True, swapped_back
-    # the previous database, as it was, under its own name; neither the restored one nor a safety copy left
-    assert shared.digests() == shared.current
-    assert shared.ours() == [shared.name]
-    failed = failures(result)
-    tasks = [f["task"] for f in failed]
-    assert tasks[0].startswith("Health |") and tasks[-1] == RESCUE_FAIL_TASK, tasks
-    cause = failed[-1]["msg"]
-    assert "rolled back" in cause and "did not all come back healthy" in cause, cause
-    assert "/api/no-such-endpoint" in cause, cause
-    # supervisord runs the app again (healthy on its real path)
-    assert app_running() == ("RUNNING", 200)
+        assert result.rc != 0, result.stdout[-3000:]
+        swapped = result.host_results(HOST, RESTORE_TASK)
+        assert swapped and swapped[0]["swapped"] is True, "the fault struck before the swap: nothing to swap back"
+        swapped_back = result.host_results(HOST, SWAP_BACK_TASK)
+        assert swapped_back and swapped_back[0]["swapped"] is True, swapped_back
+        # the previous database, as it was, under its own name; the restored one kept, no safety copy left
+        assert shared.digests() == shared.current
+        assert shared.ours() == [shared.name, kept]
+        # the kept database is the backup plus what was written to it after the swap
+        assert writer.written, "nothing was written between the swap and the swap back: nothing was injected"
+        restored = shared.digests(kept)
+        note = "public.audit_log"
+        assert {t: d for t, d in restored.items() if t != note} == {t: d for t, d in shared.at_backup.items() if t != note}
+        with shared.connect(kept) as conn:
+            assert conn.execute("SELECT count(*) FROM audit_log WHERE note = %s", [writer.NOTE]).fetchone() == (1,)
+        failed = failures(result)
+        tasks = [f["task"] for f in failed]
+        assert tasks[0].startswith("Health |") and tasks[-1] == RESCUE_FAIL_TASK, tasks
+        cause = failed[-1]["msg"]
+        assert "rolled back" in cause and "did not all come back healthy" in cause, cause
+        assert "/api/no-such-endpoint" in cause, cause
+        assert f"KEPT, not dropped, as {kept}: " in cause and "may hold writes" in cause, cause
+        assert f'drop it (DROP DATABASE "{kept}";)' in cause, cause
+        assert f"a new restore of backup {shared.backup_id} is refused" in cause, cause
+        # supervisord runs the app again (healthy on its real path)
+        assert app_running() == ("RUNNING", 200)
+
+        # as the message says: the same backup is refused while the kept database is there
+        again = shared.restore()
+        assert again.rc != 0, again.stdout[-3000:]
+        assert [f["task"] for f in failures(again)] == [GUARDS_TASK], failures(again)
+        assert f"database {kept} exists" in failures(again)[0]["msg"], failures(again)[0]["msg"]
+        assert acted(again) == []
+    finally:
+        shared.drop(kept)
 
 
-def test_second_restore_is_refused_by_the_lock(shared: Scratch, scratch_dir: Path) -> None:
+def test_database_made_after_the_guards_is_never_dropped(shared: Scratch) -> None:
+    """<db>_restore_<id> is created by someone else right after the guards found the name free: the restore call
+    refuses it, and the rescue leaves it alone (it is not this run's), naming it in the cause."""
+    foreign = shared.restore_target
+    creator = ForeignCreator(shared)
+    creator.start()
+    try:
+        result = shared.restore()
+    finally:
+        creator.done.set()
+        creator.join(timeout=30)
+    try:
+        assert creator.error is None, creator.error
+        assert creator.created, "the lock was never seen: nothing was injected"
+        assert result.rc != 0, result.stdout[-3000:]
+        failed = failures(result)
+        assert [f["task"] for f in failed] == [RESTORE_TASK, RESCUE_FAIL_TASK], [(f["task"], f.get("msg")) for f in failed]
+        assert f"target_db {foreign!r} already exists" in failed[0]["msg"], failed[0]["msg"]
+        assert failed[0]["changed"] is False and failed[0]["dropped"] is False, failed[0]
+        cause = failed[-1]["msg"]
+        assert "rolled back" in cause and f"{foreign} (oid " in cause, cause
+        assert "exists and was left alone: the restore call did not create it" in cause, cause
+        # still there, with what its owner put in it; ours as it was
+        with shared.connect(foreign) as conn:
+            assert conn.execute("SELECT note FROM not_the_restores").fetchall() == [(ForeignCreator.NOTE,)]
+        assert shared.digests() == shared.current
+        assert shared.ours() == [shared.name, foreign]
+        assert app_running() == ("RUNNING", 200)
+    finally:
+        shared.drop(foreign)
+
+
+@contextmanager
+def lock_held_by_test(shared: Scratch, scratch_dir: Path) -> Iterator[tuple[Path, str]]:
+    """The restore lock of shared's database, held by another run ("test") meanwhile: (its path, its token)."""
     lock = shared.backup_dir / shared.name / ".restore.lock"
     play = scratch_dir / "lock.yml"
     play.write_text(yaml.safe_dump(LOCK_PLAY, sort_keys=False))
@@ -472,20 +643,39 @@ def test_second_restore_is_refused_by_the_lock(shared: Scratch, scratch_dir: Pat
     assert taken.rc == 0, taken.stdout[-3000:]
     token = taken.host_results(HOST, "Test | take")[0]["token"]
     try:
-        result = shared.restore()
-        assert result.rc != 0, result.stdout[-3000:]
-        failed = failures(result)
-        assert [f["task"] for f in failed] == ["Guards | the backup verifies, the target is the inventory's, the "
-                                               "names are free; take the restore lock"], failed
-        assert failed[0]["lock"]["holder"]["owner"] == "test", failed[0]
-        assert f"{lock} is held by test " in failed[0]["msg"], failed[0]["msg"]
-        assert_untouched(shared, result)
-        assert json.loads(lock.read_text())["token"] == token, "the refused run took or replaced the lock"
+        yield lock, token
     finally:
         released = run_playbook(str(play), shared.target.inventory,
                                 extravars={"lock_path": str(lock), "lock_state": "absent", "lock_token": token})
     assert released.rc == 0, released.stdout[-3000:]
     assert not lock.exists()
+
+
+def assert_refused_by(result: PlaybookResult, lock: Path) -> None:
+    assert result.rc != 0, result.stdout[-3000:]
+    failed = failures(result)
+    assert [f["task"] for f in failed] == [GUARDS_TASK], failed
+    assert failed[0]["lock"]["holder"]["owner"] == "test", failed[0]
+    assert f"{lock} is held by test " in failed[0]["msg"], failed[0]["msg"]
+
+
+def test_second_restore_is_refused_by_the_lock(shared: Scratch, scratch_dir: Path) -> None:
+    with lock_held_by_test(shared, scratch_dir) as (lock, token):
+        result = shared.restore()
+        assert_refused_by(result, lock)
+        assert_untouched(shared, result)
+        assert json.loads(lock.read_text())["token"] == token, "the refused run took or replaced the lock"
+
+
+def test_a_restore_from_another_backup_directory_meets_the_same_lock(shared: Scratch, scratch_dir: Path) -> None:
+    """The lock belongs to the database (restore_state_dir), not to the backup directory a restore reads."""
+    copy = scratch_dir / "copied"
+    shutil.copytree(shared.backup_dir / shared.name, copy / shared.name, ignore=shutil.ignore_patterns(".restore*"))
+    with lock_held_by_test(shared, scratch_dir) as (lock, _token):
+        result = shared.restore(backup_dir=copy)
+        assert_refused_by(result, lock)
+        assert_untouched(shared, result)
+        assert not (copy / shared.name / ".restore.lock").exists()
 
 
 def test_wrong_password_fails_clearly_and_is_never_shown(shared: Scratch) -> None:
@@ -500,7 +690,7 @@ def test_wrong_password_fails_clearly_and_is_never_shown(shared: Scratch) -> Non
     assert wrong not in json.dumps(result.events)
 
 
-def test_restore_again_after_updates_is_not_taken_for_done(restored: tuple[Scratch, FourRuns]) -> None:
+def test_restore_again_after_updates_is_not_taken_for_done(restored: tuple[Scratch, RestoreRuns]) -> None:
     """Row counts cannot tell an UPDATE: the guard proves from the swap's record that no row was written since
     (xmin after the swap's transaction), or the live database counts as changed."""
     db, runs = restored
@@ -531,12 +721,14 @@ def test_restore_of_a_backup_without_exact_counts_says_so(sandbox: Target,
     try:
         db.create()
         db.backup(backup_row_counts="estimate")
-        result = db.restore(restore_writers=[], restore_allow_running_writers=True)
+        result = db.restore(restore_writers=[], restore_allow_running_writers=True,
+                            restore_maintenance_window="2026-12-01 02:00-04:00 UTC")
         assert result.rc == 0, result.stdout[-3000:]
-        tables = sorted(f"public.{t}" for t in ("audit_log", "customers", "orders", "pgbench_accounts",
-                                                 "pgbench_branches", "pgbench_history", "pgbench_tellers"))
+        tables = sorted(f"public.{t}" for t in ("audit_log", "customers", "orders", "pgbench_accounts", "pgbench_branches",
+                                                "pgbench_history", "pgbench_tellers"))
         report = result.host_results(HOST, "Report | what the restore did")[0]["msg"]
         assert f"WARNING: the rows of {len(tables)} table(s) were not compared" in report, report
+        assert "; maintenance window: 2026-12-01 02:00-04:00 UTC;" in report, report
         assert all(t in report for t in tables), report
         exported = result.host_results(HOST, "Report | export")[0]["ansible_facts"]["restore_result"]
         assert sorted(exported["rows_not_compared"]) == tables, exported

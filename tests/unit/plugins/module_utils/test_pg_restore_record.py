@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_checks import (
+    LEDGER_MAX,
     MAX_HORIZON_AGE,
     compare_unchanged,
     horizon_problem,
     horizon_sql,
     record_problem,
+    safety_copies_ledger,
     swap_record,
 )
 
@@ -78,3 +80,35 @@ def test_compare_unchanged_names_the_tables_and_objects_written_since() -> None:
 @pytest.mark.parametrize(("version", "function"), [(150000, "pg_current_snapshot"), (120000, "txid_current_snapshot")])
 def test_horizon_sql_fits_the_server(version: int, function: str) -> None:
     assert function in horizon_sql(version) and "age(%s::text::xid)" in horizon_sql(version)
+
+
+def test_the_ledger_records_when_each_safety_copy_was_made_and_carries_the_earlier_ones_over() -> None:
+    first = swap_record(live="app", oid=2, keep_as="app_pre_restore_B", keep_as_oid=1, xid=10, system_identifier=SYSID,
+                        swapped_at="2026-12-01T10:00:00+00:00", data={"backup_id": "B"})
+    # a restore of an OLDER backup, later: its copy is the newer one whatever its id says
+    second = swap_record(live="app", oid=3, keep_as="app_pre_restore_A", keep_as_oid=2, xid=20,
+                         system_identifier=SYSID, swapped_at="2026-12-04T10:00:00+00:00", data={"backup_id": "A"},
+                         previous=first)
+    assert second["safety_copies"] == {
+        "app_pre_restore_A": {"oid": 2, "swapped_at": "2026-12-04T10:00:00+00:00", "backup_id": "A"},
+        "app_pre_restore_B": {"oid": 1, "swapped_at": "2026-12-01T10:00:00+00:00", "backup_id": "B"},
+    }
+
+
+@pytest.mark.parametrize("previous", [None, "not a record", {"safety_copies": "no map"}, {"safety_copies": {
+    "bad_oid": {"oid": "1", "swapped_at": "2026-01-01T00:00:00+00:00"}, "no_time": {"oid": 1}, "not_a_dict": 5}}])
+def test_an_unreadable_ledger_or_entry_is_left_out(previous: Any) -> None:
+    made = safety_copies_ledger(previous, keep_as="k", keep_as_oid=7, swapped_at="t", backup_id=None)
+    assert made == {"k": {"oid": 7, "swapped_at": "t", "backup_id": None}}
+
+
+def test_the_same_name_again_replaces_its_entry_and_the_ledger_keeps_the_newest() -> None:
+    previous = {"safety_copies": {f"c{n:03d}": {"oid": n, "swapped_at": f"2026-01-01T00:00:{n % 60:02d}+00:00"
+                                                if n < 60 else f"2026-01-02T00:{n % 60:02d}:00+00:00"}
+                                  for n in range(LEDGER_MAX + 5)}}
+    made = safety_copies_ledger(previous, keep_as="c000", keep_as_oid=999, swapped_at="2026-02-01T00:00:00+00:00",
+                                backup_id="x")
+    assert len(made) == LEDGER_MAX
+    assert made["c000"] == {"oid": 999, "swapped_at": "2026-02-01T00:00:00+00:00", "backup_id": "x"}
+    # the oldest entries went: c001..c005 are the five oldest after c000 was renewed
+    assert not {f"c{n:03d}" for n in range(1, 6)} & set(made)
