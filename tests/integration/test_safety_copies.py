@@ -203,6 +203,17 @@ def test_nothing_is_dropped_while_a_restore_holds_its_lock(sandbox: Target, data
     assert ours(sandbox) == [db]
 
 
+def test_a_database_without_safety_copies_has_nothing_to_drop(sandbox: Target, databases: Callable[[list[str]], None],
+                                                             tmp_path: Path) -> None:
+    """No database named like a copy (postgresql_query answers {} then) and no swap record: nothing to do."""
+    db = f"drill_test_sn_{TOKEN}"
+    databases([db])
+    result = run(sandbox, db, tmp_path)
+    assert result.rc == 0, result.stdout[-3000:]
+    assert result.changed(HOST) == 0
+    assert report(result) == [f"{HOST}: {db}: 0 safety copies dropped, 0 kept"]
+
+
 def test_guards_refuse_a_bad_age_before_listing(sandbox: Target, databases: Callable[[list[str]], None],
                                                 tmp_path: Path) -> None:
     db = f"drill_test_sg_{TOKEN}"
